@@ -1,0 +1,63 @@
+"""daskfarm: a task farm on Dask.
+
+Stream parameter sets through a function on every core of a laptop or on a Dask cluster,
+watch each running task's progress in the Dask dashboard, stop tasks and runs, and keep every
+result in a store that resumes interrupted sweeps and merges results from several machines.
+
+>>> from daskfarm import Farm
+>>> with Farm() as farm:                                              # doctest: +SKIP
+...     for result in farm.map(simulate, params, store="results/"):
+...         print(result)
+"""
+
+from daskfarm.exceptions import (
+    CorruptShardWarning,
+    FarmClosedError,
+    FarmConnectionError,
+    FarmError,
+    FarmPicklingError,
+    FarmStateError,
+    FarmTypeError,
+    FarmValueError,
+    FarmWarning,
+    StoreError,
+    StoreFormatError,
+    TaskCancelled,
+    TaskFailedError,
+    WorkerImportError,
+)
+from daskfarm.farm import Farm
+from daskfarm.progress.plugin import FarmPlugin
+from daskfarm.progress.reporter import Reporter, report
+from daskfarm.run import Failure, Run, RunSummary
+from daskfarm.store import DataManager, Record, Session
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CorruptShardWarning",
+    "DataManager",
+    "Failure",
+    "Farm",
+    "FarmClosedError",
+    "FarmConnectionError",
+    "FarmError",
+    "FarmPicklingError",
+    "FarmPlugin",
+    "FarmStateError",
+    "FarmTypeError",
+    "FarmValueError",
+    "FarmWarning",
+    "Record",
+    "Reporter",
+    "Run",
+    "RunSummary",
+    "Session",
+    "StoreError",
+    "StoreFormatError",
+    "TaskCancelled",
+    "TaskFailedError",
+    "WorkerImportError",
+    "__version__",
+    "report",
+]

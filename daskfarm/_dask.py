@@ -1,0 +1,94 @@
+"""Every use of distributed's worker- and scheduler-side internals outside the dashboard.
+
+A distributed upgrade that moves these breaks this file only (the dashboard mount has its own,
+``daskfarm/dashboard/_mount.py``). Each helper is tiny and documented with what it relies on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distributed.worker import get_worker, thread_state
+
+__all__ = [
+    "cancel_keys",
+    "current_key",
+    "current_task_cancelled",
+    "current_worker",
+    "log_worker_event",
+    "scheduler_rpc",
+    "wire_key",
+]
+
+# Worker-side task states in which the running code's result is already thrown away.
+_DEAD_STATES = frozenset({"cancelled", "released", "forgotten"})
+
+
+def current_worker():
+    """The Worker running the calling thread's task, or None outside a worker."""
+    try:
+        return get_worker()
+    except ValueError:
+        return None
+
+
+def current_task_cancelled() -> bool:
+    """True if the dask task running in this thread was cancelled or released.
+
+    Relies on ``thread_state.key`` (set by the worker around each task) and the worker state
+    machine's ``tasks`` dict: a cancelled future moves its key to "cancelled" (or drops it)
+    while the thread keeps running.
+    """
+    key = getattr(thread_state, "key", None)
+    if key is None:
+        return False
+    worker = current_worker()
+    if worker is None:
+        return False
+    ts = worker.state.tasks.get(key)
+    return ts is None or ts.state in _DEAD_STATES
+
+
+def current_key() -> Any:
+    """The dask key of the task running in this thread (None outside a task)."""
+    return getattr(thread_state, "key", None)
+
+
+def log_worker_event(topic: str, msg: dict) -> None:
+    """Send ``msg`` to the scheduler on ``topic`` (fire and forget, thread-safe)."""
+    worker = current_worker()
+    if worker is not None:
+        worker.log_event(topic, msg)
+
+
+def wire_key(key: Any) -> Any:
+    """A dask key in a msgpack-friendly form (tuples become lists)."""
+    if isinstance(key, tuple):
+        return list(key)
+    return key
+
+
+def scheduler_rpc(worker, op: str, **kwargs: Any) -> Any:
+    """Call the scheduler handler ``op`` from a task thread and wait for the answer."""
+    from distributed.utils import sync
+
+    return sync(worker.loop, getattr(worker.scheduler, op), **kwargs)
+
+
+def cancel_keys(scheduler, keys, reason: str) -> int:
+    """Cancel ``keys`` on the scheduler for every client that wants them.
+
+    ``stimulus_cancel`` returns silently for an unknown client id, so the id is taken from the
+    task's own ``who_wants``; ``force=True`` cancels for every client at once and tells them
+    (their futures become "cancelled").
+    """
+    by_client: dict[str, list] = {}
+    for key in keys:
+        ts = scheduler.tasks.get(key)
+        if ts is None or not ts.who_wants:
+            continue
+        client = next(iter(ts.who_wants)).client_key
+        by_client.setdefault(client, []).append(key)
+    for client, client_keys in by_client.items():
+        scheduler.stimulus_cancel(client_keys, client, force=True, reason=reason, msg=reason)
+    return sum(len(k) for k in by_client.values())

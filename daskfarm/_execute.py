@@ -1,0 +1,297 @@
+"""What every Dask task of a farm runs on a worker: a batch of items through the user's task.
+
+The client pickles a :class:`TaskSpec` once per run and sends the same bytes with every batch;
+each worker process unpickles it once, builds the callable (and, for a class task, the one
+instance of that process), and keeps it until the client says the run is over
+(:func:`close_run`). Each item gets its own outcome (result, failure record or "cancelled"),
+its own retries and its own progress context, so batching never merges items' fates.
+
+A batch returns ``pickle.dumps((compute_seconds, outcomes))``: pickling here, not in
+distributed, lets one unpicklable result become that item's failure instead of a broken batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import pickle
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from daskfarm import _dask
+from daskfarm.exceptions import FarmPicklingError, TaskCancelled, WorkerImportError
+from daskfarm.progress import reporter as _reporter
+
+logger = logging.getLogger(__name__)
+
+OK, FAILED, CANCELLED = 0, 1, 2
+STAR_NEVER, STAR_ALWAYS, STAR_TUPLES = "never", "always", "tuples"
+
+
+@dataclass
+class TaskSpec:
+    """How to call the user's task; built on the client, pickled once per run."""
+
+    task: Any
+    is_class: bool
+    star: str = STAR_NEVER
+    pass_report: bool = False
+    initargs: tuple = ()
+    initkwds: dict = field(default_factory=dict)
+    pass_process_number: bool = False
+    retries: int = 0
+    report_interval: float = 1.0
+    taskname: str = ""
+
+
+def accepts(func: Any, name: str) -> bool:
+    """True if ``func`` takes a parameter called ``name`` (or ``**kwargs``)."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def make_spec(task: Any, *, star: str, initargs, initkwds, retries: int, report_interval: float,
+              taskname: str = "") -> TaskSpec:
+    is_class = inspect.isclass(task)
+    call_target = task.__call__ if is_class else task
+    return TaskSpec(
+        task=task,
+        is_class=is_class,
+        star=star,
+        pass_report=accepts(call_target, "report"),
+        initargs=tuple(initargs or ()),
+        initkwds=dict(initkwds or {}),
+        pass_process_number=is_class and accepts(task.__init__, "process_number"),
+        retries=retries,
+        report_interval=report_interval,
+        taskname=taskname,
+    )
+
+
+def dumps_spec(spec: TaskSpec) -> bytes:
+    """Pickle a spec with cloudpickle (functions from ``__main__`` travel by value)."""
+    try:
+        return cloudpickle.dumps(spec, protocol=5)
+    except Exception as exc:
+        raise FarmPicklingError(
+            f"the task {spec.task!r} (or its initargs/initkwds) cannot be pickled to send it to "
+            f"the workers: {type(exc).__name__}: {exc}. Define the task at module level (not "
+            "inside another function) and avoid capturing open files, locks or clients."
+        ) from exc
+
+
+class _Loaded:
+    """A run's task as built in one worker process."""
+
+    def __init__(self, spec: TaskSpec, worker: Any):
+        self.spec = spec
+        self.instance = None
+        target = spec.task
+        if spec.is_class:
+            kwds = dict(spec.initkwds)
+            if spec.pass_process_number:
+                kwds["process_number"] = process_number(worker)
+            self.instance = target = spec.task(*spec.initargs, **kwds)
+        self.call = _make_caller(target, spec)
+
+    def close(self) -> None:
+        close = getattr(self.instance, "close", None)
+        if callable(close):
+            close()
+
+
+def _make_caller(target: Any, spec: TaskSpec):
+    report = _reporter.report
+    if spec.star == STAR_ALWAYS:
+        if spec.pass_report:
+            return lambda item: target(*item, report=report)
+        return lambda item: target(*item)
+    if spec.star == STAR_TUPLES:
+        if spec.pass_report:
+            return lambda item: (target(*item, report=report) if isinstance(item, tuple)
+                                 else target(item, report=report))
+        return lambda item: target(*item) if isinstance(item, tuple) else target(item)
+    if spec.pass_report:
+        return lambda item: target(item, report=report)
+    return target
+
+
+_loaded: dict[tuple[str, str], _Loaded] = {}
+_load_lock = threading.Lock()
+
+
+def _load(run_id: str, spec_bytes: bytes, worker: Any) -> _Loaded:
+    # Keyed by worker too: with processes=False several workers share this module.
+    cache_key = (getattr(worker, "address", ""), run_id)
+    loaded = _loaded.get(cache_key)
+    if loaded is not None:
+        return loaded
+    with _load_lock:
+        loaded = _loaded.get(cache_key)
+        if loaded is None:
+            try:
+                spec = pickle.loads(spec_bytes)
+            except ImportError as exc:
+                where = getattr(worker, "address", "this process")
+                raise WorkerImportError(
+                    f"worker {where} cannot import the task's module "
+                    f"{getattr(exc, 'name', None) or exc}: {exc}. Install it on every worker "
+                    "(or put it on the workers' PYTHONPATH, or client.upload_file(...))."
+                ) from exc
+            loaded = _loaded[cache_key] = _Loaded(spec, worker)
+    return loaded
+
+
+def close_run(run_id: str, dask_worker: Any = None) -> int:
+    """Forget a finished run in this worker process, calling ``close()`` on class tasks."""
+    address = getattr(dask_worker, "address", "")
+    closed = 0
+    with _load_lock:
+        loaded = _loaded.pop((address, run_id), None)
+    if loaded is not None:
+        try:
+            loaded.close()
+        finally:
+            closed = 1
+    return closed
+
+
+def process_number(worker: Any) -> int:
+    """A stable 0..n-1 index of this worker process, that a restarted worker gets back.
+
+    The scheduler plugin hands out indices by worker name; without the plugin, a LocalCluster
+    worker's integer name is used.
+    """
+    name = getattr(worker, "name", None)
+    if worker is not None:
+        try:
+            return int(_dask.scheduler_rpc(worker, "daskfarm_worker_index", name=str(name)))
+        except Exception:  # the plugin is missing on this scheduler
+            logger.debug("no worker index from the scheduler; using the worker name %r", name)
+    try:
+        return int(name)
+    except (TypeError, ValueError):
+        return 0
+
+
+def run_batch(spec_bytes: bytes, run_id: str, start: int, items_bytes: bytes) -> bytes:
+    """Run one batch of items; the function behind every Dask task of a farm."""
+    worker = _dask.current_worker()
+    loaded = _load(run_id, spec_bytes, worker)
+    spec = loaded.spec
+    items = pickle.loads(items_bytes)
+    call = loaded.call
+    ctx = _reporter._ItemContext(run_id, _dask.current_key(), spec.report_interval,
+                                 spec.taskname)
+    outcomes: list[tuple[int, Any]] = []
+    append = outcomes.append
+    t0 = time.perf_counter()
+    _reporter._enter(ctx)
+    try:
+        for offset, item in enumerate(items):
+            ctx.reset(start + offset, item)
+            attempt = 0
+            while True:
+                try:
+                    append((OK, call(item)))
+                    break
+                except TaskCancelled:
+                    if not ctx.cancelled:
+                        raise  # the whole Dask task was cancelled: free the thread now
+                    append((CANCELLED, None))
+                    break
+                except Exception as exc:
+                    if attempt < spec.retries:
+                        attempt += 1
+                        continue
+                    append((FAILED, failure_record(exc)))
+                    break
+            if ctx.taskname == "" and loaded.instance is not None:
+                ctx.taskname = str(getattr(loaded.instance, "taskname", "") or "")
+    finally:
+        _reporter._enter(None)
+    elapsed = time.perf_counter() - t0
+    return _dump_outcomes(elapsed, outcomes)
+
+
+def failure_record(exc: BaseException) -> tuple[str, str, str, Any]:
+    """(type name, message, traceback text, the exception itself if it pickles)."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__qualname__}"
+    try:
+        pickle.loads(pickle.dumps(exc, protocol=5))
+        portable = exc.with_traceback(None)
+    except Exception:
+        portable = None
+    return (name, str(exc), tb, portable)
+
+
+def _dump_outcomes(elapsed: float, outcomes: list) -> bytes:
+    try:
+        return pickle.dumps((elapsed, outcomes), protocol=5)
+    except Exception:
+        pass
+    # Find the results that do not pickle and turn each into that item's failure.
+    fixed = []
+    for status, value in outcomes:
+        try:
+            pickle.dumps(value, protocol=5)
+            fixed.append((status, value))
+        except Exception:
+            try:
+                cloudpickle.dumps(value, protocol=5)
+                fixed.append((status, _CloudPickled(cloudpickle.dumps(value, protocol=5))))
+            except Exception as exc:
+                err = FarmPicklingError(
+                    f"the task's result {_reporter.short_repr(value)} cannot be pickled to send "
+                    f"it back ({type(exc).__name__}: {exc}); return plain data (numbers, "
+                    "arrays, dicts, dataclasses) instead"
+                )
+                fixed.append((FAILED, failure_record(err)))
+    return pickle.dumps((elapsed, fixed), protocol=5)
+
+
+class _CloudPickled:
+    """A result only cloudpickle can carry (a lambda, a local class); unwrapped on load."""
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    def load(self) -> Any:
+        return cloudpickle.loads(self.payload)
+
+
+def check_worker(spec_bytes: bytes, dask_worker: Any = None) -> dict:
+    """Preflight run on every worker: can it unpickle the task, and which versions has it."""
+    import sys
+
+    import dask
+    import distributed
+
+    import daskfarm
+
+    info = {
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "dask": dask.__version__,
+        "distributed": distributed.__version__,
+        "daskfarm": daskfarm.__version__,
+        "error": None,
+    }
+    try:
+        pickle.loads(spec_bytes)
+    except ImportError as exc:
+        info["error"] = f"{type(exc).__name__}: {exc}"
+        info["module"] = getattr(exc, "name", None)
+    except Exception as exc:
+        info["error"] = f"{type(exc).__name__}: {exc}"
+    return info

@@ -1,0 +1,115 @@
+"""Errors and warnings raised by daskfarm.
+
+Every error derives from :class:`FarmError` *and* from the built-in type it refines, so
+``except ValueError`` keeps working for code that does not know daskfarm::
+
+    FarmError
+    ├── FarmTypeError (TypeError)            a task not callable, items not iterable
+    │   └── FarmPicklingError                a task, item or result that cannot be pickled
+    ├── FarmValueError (ValueError)          an option out of range (buffersize=0, errors="maybe")
+    ├── FarmStateError (RuntimeError)        used in the wrong state (a Run iterated twice)
+    │   └── FarmClosedError                  a closed Farm or DataManager used again
+    ├── FarmConnectionError (ConnectionError) a scheduler that cannot be reached
+    ├── WorkerImportError (ImportError)      a worker that cannot import the task's module
+    ├── TaskFailedError (RuntimeError)       a task failure whose exception could not be sent back
+    ├── TaskCancelled (concurrent.futures.CancelledError)  raised by report() in a cancelled task
+    └── StoreError (OSError)                 a store path that is a file, unwritable, or a full disk
+        └── StoreFormatError                 a shard that is not a daskfarm shard, or a newer format
+
+    FarmWarning (UserWarning)
+    └── CorruptShardWarning                  a stray, truncated or corrupt file skipped by a read
+
+Messages name the problem and the call that fixes it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+__all__ = [
+    "CorruptShardWarning",
+    "FarmClosedError",
+    "FarmConnectionError",
+    "FarmError",
+    "FarmPicklingError",
+    "FarmStateError",
+    "FarmTypeError",
+    "FarmValueError",
+    "FarmWarning",
+    "StoreError",
+    "StoreFormatError",
+    "TaskCancelled",
+    "TaskFailedError",
+    "WorkerImportError",
+]
+
+
+class FarmError(Exception):
+    """Base class of every error daskfarm raises."""
+
+
+class FarmTypeError(FarmError, TypeError):
+    """An argument of the wrong kind, such as a task that is not callable."""
+
+
+class FarmPicklingError(FarmTypeError):
+    """A task, an item or a result that cannot be pickled to travel to or from a worker."""
+
+
+class FarmValueError(FarmError, ValueError):
+    """An option with a value out of its range."""
+
+
+class FarmStateError(FarmError, RuntimeError):
+    """An object used in a state that does not allow it."""
+
+
+class FarmClosedError(FarmStateError):
+    """A closed :class:`~daskfarm.Farm` or :class:`~daskfarm.DataManager` used again."""
+
+
+class FarmConnectionError(FarmError, ConnectionError):
+    """A scheduler that cannot be reached within the connect timeout."""
+
+
+class WorkerImportError(FarmError, ImportError):
+    """A worker that cannot import the module a task is defined in."""
+
+
+class TaskFailedError(FarmError, RuntimeError):
+    """A task that failed with an exception that could not be sent back as it was.
+
+    The exception's type name, message and remote traceback are kept as attributes.
+    """
+
+    def __init__(self, message: str, *, exc_type: str = "", traceback: str = "", item=None):
+        super().__init__(message)
+        self.exc_type = exc_type
+        self.traceback = traceback
+        self.item = item
+
+
+class TaskCancelled(FarmError, concurrent.futures.CancelledError):
+    """Raised by :func:`daskfarm.report` inside a task whose run or item was cancelled.
+
+    Let it propagate: the worker then frees the task's thread at once. Catching it keeps
+    the task running until it returns, and its result is thrown away.
+    """
+
+
+class StoreError(FarmError, OSError):
+    """A result store that cannot be opened or written (a file in its place, no permission,
+    a full disk)."""
+
+
+class StoreFormatError(StoreError):
+    """A file in a store directory that is not a shard daskfarm can read."""
+
+
+class FarmWarning(UserWarning):
+    """Base class of every warning daskfarm emits."""
+
+
+class CorruptShardWarning(FarmWarning):
+    """A stray, truncated or corrupt file in a store, skipped (or read up to its last intact
+    record) so that the rest of the store still reads."""
