@@ -46,7 +46,6 @@ class TaskSpec:
     pass_process_number: bool = False
     retries: int = 0
     report_interval: float = 1.0
-    taskname: str = ""
 
 
 def accepts(func: Any, name: str) -> bool:
@@ -58,8 +57,8 @@ def accepts(func: Any, name: str) -> bool:
     return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
-def make_spec(task: Any, *, star: str, initargs, initkwds, retries: int, report_interval: float,
-              taskname: str = "") -> TaskSpec:
+def make_spec(task: Any, *, star: str, initargs, initkwds, retries: int,
+              report_interval: float) -> TaskSpec:
     is_class = inspect.isclass(task)
     call_target = task.__call__ if is_class else task
     return TaskSpec(
@@ -72,7 +71,6 @@ def make_spec(task: Any, *, star: str, initargs, initkwds, retries: int, report_
         pass_process_number=is_class and accepts(task.__init__, "process_number"),
         retries=retries,
         report_interval=report_interval,
-        taskname=taskname,
     )
 
 
@@ -190,7 +188,7 @@ def run_batch(spec_bytes: bytes, run_id: str, start: int, items_bytes: bytes) ->
     items = pickle.loads(items_bytes)
     call = loaded.call
     ctx = _reporter._ItemContext(run_id, _dask.current_key(), spec.report_interval,
-                                 spec.taskname)
+                                 loaded.instance)
     outcomes: list[tuple[int, Any]] = []
     append = outcomes.append
     t0 = time.perf_counter()
@@ -214,8 +212,6 @@ def run_batch(spec_bytes: bytes, run_id: str, start: int, items_bytes: bytes) ->
                         continue
                     append((FAILED, failure_record(exc)))
                     break
-            if ctx.taskname == "" and loaded.instance is not None:
-                ctx.taskname = str(getattr(loaded.instance, "taskname", "") or "")
     finally:
         _reporter._enter(None)
     elapsed = time.perf_counter() - t0

@@ -164,6 +164,10 @@ class FarmPlugin(SchedulerPlugin):
 
         self._summary_pc = PeriodicCallback(publish, 1000)
         self._summary_pc.start()
+        try:  # the dashboard registers its page mount as a start hook
+            import daskfarm.dashboard  # noqa: F401
+        except ImportError:
+            logger.debug("daskfarm.dashboard is not importable: no /farm page")
         for hook in _START_HOOKS:
             await hook(self, scheduler)
 

@@ -52,14 +52,15 @@ class _ItemContext:
         "run_id",
         "sent",
         "start",
-        "taskname",
+        "instance",
     )
 
-    def __init__(self, run_id: str, key: Any, interval: float, taskname: str = ""):
+    def __init__(self, run_id: str, key: Any, interval: float, instance: Any = None):
         self.run_id = run_id
         self.key = key
         self.interval = interval
-        self.taskname = taskname
+        # a class task's instance: Brian shows its `taskname` attribute, read at report time
+        self.instance = instance
         self.reset(0, None)
 
     def reset(self, index: int, item: Any) -> None:
@@ -155,8 +156,10 @@ class Reporter:
         }
         if not ctx.sent:
             msg["item"] = short_repr(ctx.item)
-            if ctx.taskname:
-                msg["taskname"] = ctx.taskname
+        if ctx.instance is not None:
+            taskname = getattr(ctx.instance, "taskname", None)
+            if taskname:
+                msg["taskname"] = str(taskname)[:MAX_MESSAGE]
         ctx.sent = True
         ctx.last_sent = now
         _dask.log_worker_event(PROGRESS_TOPIC, msg)
