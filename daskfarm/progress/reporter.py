@@ -43,6 +43,7 @@ class _ItemContext:
     __slots__ = (
         "cancelled",
         "index",
+        "instance",
         "interval",
         "item",
         "key",
@@ -52,7 +53,6 @@ class _ItemContext:
         "run_id",
         "sent",
         "start",
-        "instance",
     )
 
     def __init__(self, run_id: str, key: Any, interval: float, instance: Any = None):
