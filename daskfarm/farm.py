@@ -72,7 +72,7 @@ class Farm:
                  threads_per_worker: int = 1, processes: bool = True, security: Any = None,
                  dashboard: bool = True, controls: bool = True, timeout: float = 10.0,
                  **cluster_kwargs: Any):
-        self._closed = False
+        self._closed = True  # until connected: a failed __init__ has nothing to close
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
         self._owned_stores: list = []
@@ -87,6 +87,7 @@ class Farm:
         except BaseException:
             self._conn.close()
             raise
+        self._closed = False
 
     # -- connection ------------------------------------------------------------------------
 
@@ -354,7 +355,8 @@ class Farm:
         error: BaseException | None = None
         try:
             for run in list(self._runs.values()):
-                if cancel:
+                if cancel or run.status == "suspended":
+                    # a suspended run cannot be drained: it would wait forever
                     run.cancel()
                 else:
                     try:

@@ -104,6 +104,7 @@ class Run:
         self._chunks: deque[list] = deque()  # each a list of (item, result)
         self._unconsumed = 0
         self._consume_mode: str | None = None  # "results", "pairs", or "discard"
+        self._exhausted = False
         self._counts = {"done": 0, "failed": 0, "skipped": 0, "cancelled": 0}
         self._in_flight = 0
         self._remote = (0, 0.0)  # (tasks processing, sum of their reported fractions)
@@ -124,9 +125,10 @@ class Run:
 
     # -- iteration -----------------------------------------------------------------------
 
-    def _claim(self, mode: str) -> None:
+    def _claim(self, mode: str, *, again_ok: bool = False) -> None:
+        """Make ``mode`` the one way this run's results are consumed; a second claim fails."""
         with self._cond:
-            if self._consume_mode is not None:
+            if self._consume_mode is not None and not (again_ok and self._consume_mode == mode):
                 raise FarmStateError(
                     f"run {self.name!r} is already being consumed ({self._consume_mode}); a Run "
                     "can be iterated once. Keep the results you need as they come, or read "
@@ -135,8 +137,13 @@ class Run:
             self._consume_mode = mode
 
     def __iter__(self) -> Iterator[Any]:
-        if self._consume_mode != "results":
-            self._claim("results")
+        if self._exhausted:
+            raise FarmStateError(
+                f"run {self.name!r} was already iterated to its end; a Run can be iterated "
+                "once. Keep the results as they come, or read them back from the run's store."
+            )
+        # taking a few results (islice) and then looping over the rest is one consumer
+        self._claim("results", again_ok=True)
         return self
 
     def __next__(self) -> Any:
@@ -174,10 +181,12 @@ class Run:
                         self._unconsumed -= 1
                         self._wake()
                         return pair
-                    if self._error is not None and not self._error_raised:
-                        self._error_raised = True
-                        raise self._error
                     if self._finished:
+                        # the feeder has stopped everything: now the failure can be raised
+                        if self._error is not None and not self._error_raised:
+                            self._error_raised = True
+                            raise self._error
+                        self._exhausted = True
                         raise StopIteration
                     self._cond.wait(_WAKE)
         except (KeyboardInterrupt, SystemExit):

@@ -287,7 +287,7 @@ class FarmPlugin(SchedulerPlugin):
 
     def _publish_summary(self) -> None:
         summary = {
-            run_id: [len(run.processing), run.frac_sum]
+            run_id: [self._executing(run), run.frac_sum]
             for run_id, run in self.runs.items()
             if run.finished is None and run.dirty
         }
@@ -295,6 +295,16 @@ class FarmPlugin(SchedulerPlugin):
             self.runs[run_id].dirty = False
         if summary:
             self.scheduler.log_event(SUMMARY_TOPIC, {"runs": summary})
+
+    def _executing(self, run: RunState) -> int:
+        """The run's tasks actually executing: "processing" tasks beyond a worker's thread
+        count wait in that worker's queue (worker-saturation lets the scheduler send more)."""
+        per_worker: dict[str, int] = {}
+        for address, _ in run.processing.values():
+            per_worker[address] = per_worker.get(address, 0) + 1
+        workers = self.scheduler.workers
+        return sum(min(n, workers[a].nthreads) if a in workers else 0
+                   for a, n in per_worker.items())
 
     # -- worker index --------------------------------------------------------------------
 

@@ -1,0 +1,61 @@
+"""Shared fixtures: one real LocalCluster farm per module, and leak checks."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psutil
+import pytest
+
+from daskfarm import Farm
+
+
+def wait_for(predicate, timeout=30.0, interval=0.05, message="condition"):
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def farm():
+    with Farm(n_workers=2, threads_per_worker=1) as f:
+        yield f
+
+
+def _feeders():
+    return [t for t in threading.enumerate() if t.name.startswith("daskfarm-feeder-")]
+
+
+@pytest.fixture(autouse=True)
+def no_feeder_left_behind():
+    yield
+    wait_for(lambda: not _feeders(), timeout=30, message="feeder threads to end")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    yield
+    wait_for(lambda: not leftover_children(), timeout=30, message="child processes to exit")
+
+
+def leftover_children(proc=None):
+    """Live child processes, except multiprocessing's own resource tracker (lives until exit)."""
+    proc = proc or psutil.Process()
+    alive = []
+    for child in proc.children(recursive=True):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if any("resource_tracker" in part for part in child.cmdline()):
+                continue
+        except psutil.NoSuchProcess:
+            continue
+        alive.append(child)
+    return alive

@@ -1,0 +1,41 @@
+"""The public namespace and the error tree."""
+
+from __future__ import annotations
+
+import inspect
+
+import daskfarm
+from daskfarm import exceptions
+
+
+def test_all_lists_exactly_the_public_names():
+    public = {name for name in dir(daskfarm) if not name.startswith("_")}
+    modules = {name for name in public if inspect.ismodule(getattr(daskfarm, name))}
+    assert set(daskfarm.__all__) - {"__version__"} == public - modules
+    assert list(daskfarm.__all__) == sorted(daskfarm.__all__)
+
+
+def test_every_public_name_is_importable():
+    for name in daskfarm.__all__:
+        assert getattr(daskfarm, name) is not None
+
+
+def test_errors_derive_from_farm_error_and_the_builtin_they_refine():
+    assert issubclass(daskfarm.FarmTypeError, TypeError)
+    assert issubclass(daskfarm.FarmValueError, ValueError)
+    assert issubclass(daskfarm.FarmClosedError, RuntimeError)
+    assert issubclass(daskfarm.FarmConnectionError, ConnectionError)
+    assert issubclass(daskfarm.WorkerImportError, ImportError)
+    assert issubclass(daskfarm.StoreError, OSError)
+    for name in exceptions.__all__:
+        cls = getattr(exceptions, name)
+        if issubclass(cls, Warning):
+            assert issubclass(cls, daskfarm.FarmWarning)
+        else:
+            assert issubclass(cls, daskfarm.FarmError), name
+
+
+def test_public_callables_have_docstrings_with_examples():
+    for obj in (daskfarm.Farm, daskfarm.Farm.map, daskfarm.Run, daskfarm.Reporter,
+                daskfarm.DataManager):
+        assert obj.__doc__ and "Examples" in obj.__doc__, obj
