@@ -8,6 +8,7 @@ A string is a scheduler address; a ``Client`` or any cluster object is borrowed,
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 from dataclasses import dataclass
@@ -99,9 +100,11 @@ def _start_local(n_workers, threads_per_worker, processes, security, dashboard,
         "n_workers": n,
         "threads_per_worker": threads_per_worker,
         "processes": processes,
-        "host": "127.0.0.1",
         "dashboard_address": "127.0.0.1:0" if dashboard else None,
     }
+    if processes:
+        # in-process workers talk over inproc://, where a host makes the scheduler fail
+        kwargs["host"] = "127.0.0.1"
     if security is not None:
         kwargs["security"] = security
     kwargs.update(cluster_kwargs)
@@ -116,10 +119,44 @@ def _start_local(n_workers, threads_per_worker, processes, security, dashboard,
     return Connection(client=client, cluster=cluster, owns_client=True, owns_cluster=True)
 
 
+def _probe(address: str, security: Any, timeout: float) -> None:
+    """Ask the address for its identity, with a deadline on every step.
+
+    ``Client(address)`` waits forever on a port that accepts connections but never answers
+    (an HTTP server, a stuck process); this probe turns that into a prompt error.
+    """
+    import asyncio
+
+    from distributed.comm import connect as comm_connect
+    from distributed.utils import wait_for
+
+    async def probe() -> Any:
+        args = security.get_connection_args("client") if security is not None else {}
+        comm = await comm_connect(address, timeout=timeout, **args)
+        try:
+            await wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+            return await wait_for(comm.read(), timeout)
+        finally:
+            comm.abort()
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(probe(), 2 * timeout)
+
+    # a fresh thread: asyncio.run cannot run inside a notebook's own event loop
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="daskfarm-probe")
+    try:
+        answer = pool.submit(asyncio.run, bounded()).result(timeout=3 * timeout + 5)
+    finally:
+        pool.shutdown(wait=False)
+    if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+        raise ValueError(f"it answered {str(answer)[:80]!r}, which is not a Dask scheduler")
+
+
 def _client_for_address(address: str, security: Any, timeout: float) -> Client:
     try:
+        _probe(address, security, timeout)
         return Client(address, security=security, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, concurrent.futures.TimeoutError) as exc:
         raise FarmConnectionError(
             f"cannot reach a Dask scheduler at {address!r} within {timeout:g} s ({exc}). Check "
             "that `dask scheduler` runs there and that the address and port are right (the "
@@ -129,5 +166,5 @@ def _client_for_address(address: str, security: Any, timeout: float) -> Client:
     except ValueError as exc:
         raise FarmConnectionError(
             f"{address!r} is not a scheduler address ({exc}); use 'tcp://host:8786' or "
-            "'tls://host:8786'"
+            "'tls://host:8786' for the scheduler of a running `dask scheduler`"
         ) from exc

@@ -6,6 +6,7 @@ import inspect
 import logging
 import re
 import threading
+import urllib.parse
 import uuid
 import warnings
 from collections.abc import Iterable, Sized
@@ -76,6 +77,7 @@ class Farm:
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
         self._owned_stores: list = []
+        self._panel_path: str | None = None
         self._conn = connect(address, n_workers=n_workers, threads_per_worker=threads_per_worker,
                              processes=processes, security=security, dashboard=dashboard,
                              timeout=timeout, cluster_kwargs=cluster_kwargs)
@@ -96,12 +98,14 @@ class Farm:
         if not self._conn.owns_cluster:
             try:  # preloaded (dask scheduler --preload daskfarm.dashboard) or registered before
                 info = client.sync(client.scheduler.daskfarm_info)
+                self._panel_path = info.get("panel_path")
                 return info.get("token"), True
             except Exception:
                 pass
         try:
             client.register_plugin(FarmPlugin(controls=controls))
             info = client.sync(client.scheduler.daskfarm_info)
+            self._panel_path = info.get("panel_path")
             return info.get("token"), True
         except Exception as exc:
             logger.warning(
@@ -151,7 +155,12 @@ class Farm:
         if not link:
             return None
         base = link.rsplit("/status", 1)[0] if link.endswith("/status") else link.rstrip("/")
-        url = f"{base}/farm"
+        path = self._panel_path  # knows --dashboard-prefix, which the client does not
+        if path:
+            parts = urllib.parse.urlsplit(base)
+            url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        else:
+            url = f"{base}/farm"
         return f"{url}?token={self._token}" if self._token else url
 
     @property

@@ -91,3 +91,27 @@ class Scaler:
             path = os.path.join(self.marker_dir, f"closed-{self.pid}")
             with open(path, "w") as f:
                 f.write(str(self.process_number))
+
+
+def slow_item(x, report):
+    """Takes about half a second, reporting as it goes."""
+    for step in report.iter(range(10)):
+        time.sleep(0.05)
+    return x
+
+
+def touch(x, directory):
+    """Leaves one file per computed item, so a test can count executions."""
+    with open(os.path.join(directory, f"item-{x}"), "w") as f:
+        f.write("x")
+    return x * 2
+
+
+class HoldsALock:
+    """A callable that cannot be pickled."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+
+    def __call__(self, x):
+        return x

@@ -329,8 +329,10 @@ class FarmPlugin(SchedulerPlugin):
     def _handle_info(self) -> dict:
         from daskfarm import __version__
 
+        mount = getattr(self, "_farm_mount", None)  # set by daskfarm.dashboard when mounted
         return {"version": __version__, "token": self.token if self.controls else None,
-                "controls": self.controls}
+                "controls": self.controls,
+                "panel_path": f"{mount.prefix}farm" if mount is not None else None}
 
     # -- controls (the page calls these; each is cheap and never blocks) -----------------
 
