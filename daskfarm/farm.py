@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import signal
 import threading
 import urllib.parse
 import uuid
@@ -90,6 +91,7 @@ class Farm:
             self._conn.close()
             raise
         self._closed = False
+        self._previous_sigterm = _catch_sigterm()
 
     # -- connection ------------------------------------------------------------------------
 
@@ -395,6 +397,8 @@ class Farm:
         for dm in self._owned_stores:
             dm.close()
         self._conn.close()
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
         logger.debug("farm closed")
 
     def __enter__(self) -> Farm:
@@ -412,6 +416,22 @@ class Farm:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._runs)} runs"
         return f"<Farm {self.client.scheduler.address if not self._closed else ''} {state}>"
+
+
+def _sigterm(signum, frame):
+    # Python's default SIGTERM ends the process on the spot, losing the store's last second
+    # of results; as SystemExit it unwinds `with Farm()` like Ctrl-C does.
+    raise SystemExit(128 + signum)
+
+
+def _catch_sigterm():
+    """Turn SIGTERM into SystemExit while a Farm is open, if nobody else handles it."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _sigterm)
+    return signal.SIG_DFL
 
 
 def _check_task(task: Any) -> None:

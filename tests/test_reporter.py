@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daskfarm import TaskCancelled, report
-from daskfarm import _dask
+from daskfarm import TaskCancelled, _dask, report
 from daskfarm.progress import reporter as rep
 
 
