@@ -95,7 +95,7 @@ class Scaler:
 
 def slow_item(x, report):
     """Takes about half a second, reporting as it goes."""
-    for step in report.iter(range(10)):
+    for _ in report.iter(range(10)):
         time.sleep(0.05)
     return x
 

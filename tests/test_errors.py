@@ -66,7 +66,7 @@ def test_unpicklable_task(farm):
 
 def test_unpicklable_item(farm):
     run = farm.map(_tasks.noop, [1, threading.Lock()], batch_size=2, progress=False)
-    with pytest.raises(FarmPicklingError, match="item <unlocked _thread.lock"):
+    with pytest.raises(FarmPicklingError, match=r"item <unlocked _thread\.lock"):
         list(run)
 
 

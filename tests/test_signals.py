@@ -52,7 +52,7 @@ def test_signal_stops_the_farm_cleanly(tmp_path, sig, codes):
     if sig == signal.SIGINT:
         assert "KeyboardInterrupt" in err
     # no worker or nanny process survives its parent
-    gone, alive = psutil.wait_procs(children, timeout=30)
+    _, alive = psutil.wait_procs(children, timeout=30)
     assert not alive
     # what was stored is readable, and every result is whole
     with DataManager(store) as dm:
