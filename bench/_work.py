@@ -1,0 +1,29 @@
+"""Workloads shared by the benchmarks (importable, so worker processes load them by name)."""
+
+import time
+
+
+def noop(x):
+    return x
+
+
+def sleep_1ms(x):
+    time.sleep(0.001)
+    return x
+
+
+def busy_10ms(x):
+    """Spin until this thread has used 10 ms of CPU: two cores allow exactly 200 items/s."""
+    end = time.thread_time() + 0.010
+    while time.thread_time() < end:
+        pass
+    return x
+
+
+def measured_sleep() -> float:
+    """What time.sleep(0.001) really takes here (the limit for the sleep workload)."""
+    n = 200
+    t0 = time.perf_counter()
+    for _ in range(n):
+        time.sleep(0.001)
+    return (time.perf_counter() - t0) / n
