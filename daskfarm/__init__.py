@@ -10,6 +10,14 @@ result in a store that resumes interrupted sweeps and merges results from severa
 ...         print(result)
 """
 
+from daskfarm.compat import (
+    Signal,
+    SignalSpy,
+    WorkerController,
+    make_text_report,
+    run_tasks,
+    time_rep,
+)
 from daskfarm.exceptions import (
     CorruptShardWarning,
     FarmClosedError,
@@ -53,11 +61,17 @@ __all__ = [
     "Run",
     "RunSummary",
     "Session",
+    "Signal",
+    "SignalSpy",
     "StoreError",
     "StoreFormatError",
     "TaskCancelled",
     "TaskFailedError",
+    "WorkerController",
     "WorkerImportError",
     "__version__",
+    "make_text_report",
     "report",
+    "run_tasks",
+    "time_rep",
 ]

@@ -5,14 +5,18 @@ Dask costs about 1-2 ms of scheduler and client time per task on a 2-core machin
 idle. The sizer measures how long items take on the workers and groups them so that one Dask
 task runs for about ``target`` seconds. It starts at one item, so the first results come back
 fast, and grows at most ``growth`` times per completed batch, so one misleading measurement
-cannot make a huge batch. Long items (>= ``target``) always go one per task.
+cannot make a huge batch. Items of ``LONG_ITEM`` (50 ms) or more always go one per task, so
+batching never slows a run of such items down.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["BatchSizer"]
+__all__ = ["LONG_ITEM", "BatchSizer"]
+
+#: seconds from which an item always runs in a Dask task of its own
+LONG_ITEM = 0.05
 
 
 class BatchSizer:
@@ -30,7 +34,7 @@ class BatchSizer:
         The largest factor by which the size grows after one batch.
     """
 
-    def __init__(self, fixed: int | None = None, *, target: float = 0.2, max_size: int = 10_000,
+    def __init__(self, fixed: int | None = None, *, target: float = 0.5, max_size: int = 10_000,
                  growth: float = 4.0):
         self.fixed = fixed
         self.target = target
@@ -46,7 +50,9 @@ class BatchSizer:
         per_item = max(seconds / n_items, 1e-7)
         # exponential average: a few slow items should not collapse a good size at once
         self.per_item = per_item if self.per_item is None else 0.7 * self.per_item + 0.3 * per_item
-        wanted = max(1, int(self.target / self.per_item))
+        # Items of 50 ms or more gain nothing from batching (Dask's ~2 ms per task is small
+        # next to them) and would only lose balance across workers: one item per task.
+        wanted = 1 if self.per_item >= LONG_ITEM else max(1, int(self.target / self.per_item))
         if wanted > self.size:
             wanted = min(wanted, math.ceil(self.size * self.growth))
         self.size = max(1, min(wanted, self.max_size))

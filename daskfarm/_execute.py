@@ -57,6 +57,17 @@ def accepts(func: Any, name: str) -> bool:
     return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
+def _init_takes_process_number(cls: type) -> bool:
+    """True if the class's own ``__init__`` takes ``process_number`` (or ``**kwargs``).
+
+    ``object.__init__`` is left out: its signature reads ``(*args, **kwargs)`` but a class
+    without an ``__init__`` of its own takes no arguments.
+    """
+    if not any("__init__" in vars(k) for k in cls.__mro__ if k is not object):
+        return False
+    return accepts(cls.__init__, "process_number")
+
+
 def make_spec(task: Any, *, star: str, initargs, initkwds, retries: int,
               report_interval: float) -> TaskSpec:
     is_class = inspect.isclass(task)
@@ -68,7 +79,7 @@ def make_spec(task: Any, *, star: str, initargs, initkwds, retries: int,
         pass_report=accepts(call_target, "report"),
         initargs=tuple(initargs or ()),
         initkwds=dict(initkwds or {}),
-        pass_process_number=is_class and accepts(task.__init__, "process_number"),
+        pass_process_number=is_class and _init_takes_process_number(task),
         retries=retries,
         report_interval=report_interval,
     )
