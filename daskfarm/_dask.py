@@ -11,6 +11,7 @@ from typing import Any
 from distributed.worker import get_worker, thread_state
 
 __all__ = [
+    "call_periodically",
     "cancel_keys",
     "current_key",
     "current_task_cancelled",
@@ -66,6 +67,22 @@ def wire_key(key: Any) -> Any:
     if isinstance(key, tuple):
         return list(key)
     return key
+
+
+def call_periodically(worker, fn, interval: float) -> None:
+    """Run ``fn()`` every ``interval`` seconds on the worker's event loop, until it closes.
+
+    Thread-safe: may be called from a task thread. The callback is kept in the worker's
+    ``periodic_callbacks``, which the worker stops when it closes.
+    """
+    from tornado.ioloop import PeriodicCallback
+
+    def start() -> None:
+        pc = PeriodicCallback(fn, interval * 1000)
+        worker.periodic_callbacks[f"daskfarm-{id(fn)}"] = pc
+        pc.start()
+
+    worker.loop.add_callback(start)
 
 
 def scheduler_rpc(worker, op: str, **kwargs: Any) -> Any:

@@ -21,7 +21,7 @@ def sent(monkeypatch):
     events = []
     clock = FakeClock()
     monkeypatch.setattr(rep, "_clock", clock)
-    monkeypatch.setattr(_dask, "log_worker_event", lambda topic, msg: events.append(msg))
+    monkeypatch.setattr(rep._outbox, "put", events.append)
     monkeypatch.setattr(_dask, "current_task_cancelled", lambda: False)
     ctx = rep._ItemContext("run-1", ("run-1", 0), interval=1.0)
     ctx.reset(7, {"weight": 0.5})
@@ -95,6 +95,20 @@ def test_iter_reports_the_fraction(sent):
         clock.now += 2
     assert out == [0, 1, 2, 3]
     assert [e["frac"] for e in events] == [0.25, 0.5, 0.75, 1.0]
+
+
+def test_outbox_sends_one_event_per_flush_with_the_newest_message_per_item(monkeypatch):
+    sent_events = []
+    monkeypatch.setattr(_dask, "log_worker_event", lambda topic, msg: sent_events.append(msg))
+    box = rep._Outbox()
+    box.put({"run": "r", "key": ["r", 0], "i": 0, "frac": 0.1, "msg": "", "item": "0"})
+    box.put({"run": "r", "key": ["r", 0], "i": 0, "frac": 0.2, "msg": ""})
+    box.put({"run": "r", "key": ["r", 1], "i": 1, "frac": 0.5, "msg": "", "item": "1"})
+    box.flush()
+    box.flush()  # nothing pending: nothing sent
+    assert len(sent_events) == 1
+    batch = sent_events[0]["batch"]
+    assert [(m["i"], m["frac"], m["item"]) for m in batch] == [(0, 0.2, "0"), (1, 0.5, "1")]
 
 
 def test_messages_are_truncated(sent):

@@ -188,7 +188,11 @@ class FarmPlugin(SchedulerPlugin):
 
     def log_event(self, topic: str, msg: Any) -> None:
         if topic == PROGRESS_TOPIC:
-            self._on_progress(msg)
+            worker = msg.get("worker", "") if isinstance(msg, dict) else ""
+            for item_msg in msg.get("batch", ()) if isinstance(msg, dict) else ():
+                if isinstance(item_msg, dict):
+                    item_msg["worker"] = worker
+                    self._on_progress(item_msg)
         elif topic == RUN_TOPIC:
             self._on_run_message(msg)
 

@@ -7,8 +7,9 @@ about once a second per item, it sends one event through ``Worker.log_event`` on
 topic ``daskfarm-progress``; the scheduler plugin keeps the live state.
 
 The per-item state lives in a thread-local slot set by the worker-side batch runner, so calls
-need no lock and leave nothing behind when the item ends. Outside a farm task a call does
-nothing.
+need no lock and leave nothing behind when the item ends. Messages that are due wait in a
+per-process outbox that the worker's event loop sends as one event every 0.2 s. Outside a farm
+task a call does nothing.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ class Reporter:
                 msg["taskname"] = str(taskname)[:MAX_MESSAGE]
         ctx.sent = True
         ctx.last_sent = now
-        _dask.log_worker_event(PROGRESS_TOPIC, msg)
+        _outbox.put(msg)
 
     def iter(self, iterable: Iterable[T], total: int | None = None) -> Iterator[T]:
         """Yield from ``iterable``, reporting the fraction done after each step.
@@ -214,6 +215,44 @@ class Reporter:
     def __reduce__(self):
         # One reporter per process: unpickling on a worker yields that worker's singleton.
         return (_get_reporter, ())
+
+
+class _Outbox:
+    """Progress messages of one worker process, sent as one event every ``FLUSH_INTERVAL``.
+
+    A thousand tasks reporting once a second would otherwise be a thousand scheduler messages a
+    second; batched, they are a few. Per item only the newest message is kept (with the item's
+    description from its first one). The flush runs on the worker's event loop.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pending: dict = {}
+        self._started: set = set()
+
+    def put(self, msg: dict) -> None:
+        ident = (msg["run"], msg["i"])
+        with self._lock:
+            old = self._pending.get(ident)
+            if old is not None and "item" in old and "item" not in msg:
+                msg["item"] = old["item"]
+            self._pending[ident] = msg
+        worker = _dask.current_worker()
+        if worker is not None and id(worker) not in self._started:
+            self._started.add(id(worker))
+            _dask.call_periodically(worker, self.flush, FLUSH_INTERVAL)
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._pending:
+                return
+            batch, self._pending = list(self._pending.values()), {}
+        _dask.log_worker_event(PROGRESS_TOPIC, {"batch": batch})
+
+
+#: seconds between two progress events of one worker process
+FLUSH_INTERVAL = 0.2
+_outbox = _Outbox()
 
 
 def short_repr(obj: Any, limit: int = 80) -> str:
