@@ -27,3 +27,16 @@ def measured_sleep() -> float:
     for _ in range(n):
         time.sleep(0.001)
     return (time.perf_counter() - t0) / n
+
+
+def sleep_1s(x):
+    time.sleep(1.0)
+    return x
+
+
+def report_loop(n, report):
+    """Call report() n times in a tight loop; return the mean seconds per call."""
+    t0 = time.perf_counter()
+    for i in range(n):
+        report(i / n)
+    return (time.perf_counter() - t0) / n
