@@ -241,3 +241,18 @@ def test_wait_drains_without_iterating(farm):
     run = farm.map(_tasks.square, range(500), buffersize=10, progress=False)
     summary = run.wait(timeout=120)
     assert summary.done == 500 and summary.status == "finished"
+
+
+def test_terminal_bar_shows_counts(farm, capsys):
+    run = farm.map(_tasks.fails_on_multiples_of_3, range(9), errors="continue", progress=True,
+                   name="barred")
+    run.wait()
+    err = capsys.readouterr().err
+    assert "barred" in err
+    assert "done=6" in err
+    assert "failed=3" in err
+
+
+def test_progress_auto_is_off_without_a_terminal(farm, capsys):
+    farm.map(_tasks.square, range(5), name="quiet").wait()
+    assert "quiet" not in capsys.readouterr().err
