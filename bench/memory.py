@@ -20,9 +20,9 @@ import psutil
 from distributed import as_completed
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _work  # noqa: E402
+import _work
 
-from daskfarm import Farm  # noqa: E402
+from daskfarm import Farm
 
 MiB = 1024 * 1024
 

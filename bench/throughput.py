@@ -21,9 +21,9 @@ import time
 from distributed import as_completed
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _work  # noqa: E402
+import _work
 
-from daskfarm import Farm  # noqa: E402
+from daskfarm import Farm
 
 
 def run_farm(farm, fn, n, store=None):
@@ -66,7 +66,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="daskfarm-bench-")
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(2) as pool, Farm(n_workers=2, threads_per_worker=1) as farm:
-        for name, fn, n, _ in cases:  # warm up: imports, first batches, pool workers
+        for _name, fn, n, _ in cases:  # warm up: imports, first batches, pool workers
             run_farm(farm, fn, min(n, 200))
             run_pool(pool, fn, min(n, 200))
         for rep in range(args.reps):
