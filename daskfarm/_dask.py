@@ -11,6 +11,7 @@ from typing import Any
 from distributed.worker import get_worker, thread_state
 
 __all__ = [
+    "add_stream_handler",
     "call_periodically",
     "cancel_keys",
     "current_key",
@@ -18,6 +19,7 @@ __all__ = [
     "current_worker",
     "log_worker_event",
     "scheduler_rpc",
+    "send_to_worker",
     "wire_key",
 ]
 
@@ -83,6 +85,24 @@ def call_periodically(worker, fn, interval: float) -> None:
         pc.start()
 
     worker.loop.add_callback(start)
+
+
+def send_to_worker(scheduler, address: str, msg: dict) -> bool:
+    """Send ``msg`` on the scheduler's batched stream to one worker (False if it is gone)."""
+    comm = scheduler.stream_comms.get(address)
+    if comm is None:
+        return False
+    comm.send(msg)
+    return True
+
+
+def add_stream_handler(worker, op: str, handler) -> None:
+    """Let the scheduler call ``handler(**msg)`` on this worker with ``{"op": op, ...}``.
+
+    ``Worker.stream_handlers`` is consulted per message, so adding one at any time works.
+    """
+    if op not in worker.stream_handlers:
+        worker.stream_handlers[op] = handler
 
 
 def scheduler_rpc(worker, op: str, **kwargs: Any) -> Any:

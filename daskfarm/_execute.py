@@ -26,6 +26,7 @@ import cloudpickle
 from daskfarm import _dask
 from daskfarm.exceptions import FarmPicklingError, TaskCancelled, WorkerImportError
 from daskfarm.progress import reporter as _reporter
+from daskfarm.progress.plugin import CANCEL_ITEMS_OP
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ def close_run(run_id: str, dask_worker: Any = None) -> int:
     closed = 0
     with _load_lock:
         loaded = _loaded.pop((address, run_id), None)
+    _reporter.cancelled_items.pop(run_id, None)
     if loaded is not None:
         try:
             loaded.close()
@@ -194,7 +196,10 @@ def process_number(worker: Any) -> int:
 def run_batch(spec_bytes: bytes, run_id: str, start: int, items_bytes: bytes) -> bytes:
     """Run one batch of items; the function behind every Dask task of a farm."""
     worker = _dask.current_worker()
+    if worker is not None:
+        _dask.add_stream_handler(worker, CANCEL_ITEMS_OP, _reporter.cancel_items)
     loaded = _load(run_id, spec_bytes, worker)
+    cancelled = _reporter.cancelled_items
     spec = loaded.spec
     items = pickle.loads(items_bytes)
     call = loaded.call
@@ -207,6 +212,9 @@ def run_batch(spec_bytes: bytes, run_id: str, start: int, items_bytes: bytes) ->
     try:
         for offset, item in enumerate(items):
             ctx.reset(start + offset, item)
+            if cancelled and ctx.index in cancelled.get(run_id, ()):
+                append((CANCELLED, None))  # cancelled from the panel before it started
+                continue
             attempt = 0
             while True:
                 try:

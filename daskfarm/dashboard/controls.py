@@ -115,20 +115,28 @@ class Controls:
         if self._closed():
             return
         wanted = _lines(self.selected_tasks.value)
-        by_run: dict[str, list] = {}
+        whole: dict[str, list] = {}  # run id -> Dask keys whose item is not known
+        items: dict[str, list] = {}  # run id -> (Dask key, item index) of reported items
         for run in active_runs(self.plugin):
             for key in run.processing:
-                if key_id(key) in wanted:
-                    by_run.setdefault(run.run_id, []).append(key)
+                kid = key_id(key)
+                if kid in wanted:
+                    whole.setdefault(run.run_id, []).append(key)
+                for index in run.rows.get(key, ()):
+                    if f"{kid}/{index}" in wanted:
+                        items.setdefault(run.run_id, []).append((key, index))
         cancelled = sum(self.plugin.cancel_keys(run_id, keys, reason="cancelled from the panel")
-                        for run_id, keys in by_run.items())
+                        for run_id, keys in whole.items())
+        cancelled += sum(self.plugin.cancel_items(run_id, pairs)
+                         for run_id, pairs in items.items())
+        by_run = sorted(set(whole) | set(items))
         self.selected_tasks.value = ""
         self.page.tasks.source.selected.indices = []
         if not wanted:
             self._say("Nothing selected: click rows of the tasks table first (Ctrl/Shift for "
                       "several).")
         elif cancelled:
-            logger.info("panel: cancelled %d task(s) of %s", cancelled, sorted(by_run))
+            logger.info("panel: cancelled %d task(s) of %s", cancelled, by_run)
             self._say(f"Cancelled {cancelled} task(s).")
         else:
             self._say("The selected tasks are no longer running.")

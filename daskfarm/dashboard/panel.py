@@ -79,6 +79,14 @@ def key_id(key: Any) -> str:
     return str(key)
 
 
+def row_id(row: Any) -> str:
+    """A task row's id: its Dask key, plus ``/<item index>`` once the item has reported.
+
+    The index lets "cancel selected" stop one item of a batch and leave the others running.
+    """
+    return key_id(row.key) if row.index < 0 else f"{key_id(row.key)}/{row.index}"
+
+
 def active_runs(plugin: Any) -> list:
     return [run for run in plugin.runs.values() if run.finished is None]
 
@@ -123,7 +131,7 @@ def task_columns(plugin: Any, now: float | None = None) -> dict:
         # TaskRow.remaining (a linear estimate at the last report), minus the time since
         left = np.where(frac > 0.001, worker_elapsed / frac - worker_elapsed, np.nan) - since
     return {
-        "id": [key_id(t.key) for t in tasks],
+        "id": [row_id(t) for t in tasks],
         "run": runs,
         "item": [t.item for t in tasks],
         "taskname": [t.taskname for t in tasks],

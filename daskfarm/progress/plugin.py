@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 RUN_TOPIC = "daskfarm-run"
 SUMMARY_TOPIC = "daskfarm-summary"
 CONTROL_TOPIC = "daskfarm-control"
+#: the worker stream handler that cancels single items (registered by the batch runner)
+CANCEL_ITEMS_OP = "daskfarm-cancel-items"
 PLUGIN_NAME = "daskfarm"
 #: finished runs kept for the page
 KEEP_FINISHED = 10
@@ -349,6 +351,30 @@ class FarmPlugin(SchedulerPlugin):
             run = self.runs.get(run_id)
             keys = [k for k in self.scheduler.tasks if type(k) is tuple and k[0] == run_id]
             self.cancel_keys(run_id, keys, reason=f"run {run.name if run else run_id} terminated")
+
+    def cancel_items(self, run_id: str, pairs) -> int:
+        """Cancel single items ``(dask key, item index)`` of a run's running tasks.
+
+        The worker marks each item cancelled: a running one stops at its next ``report()``,
+        one still waiting in its batch is skipped, and the batch's other items go on.
+        """
+        from daskfarm._dask import send_to_worker
+
+        run = self.runs.get(run_id)
+        if run is None:
+            return 0
+        by_worker: dict[str, list] = {}
+        for key, index in pairs:
+            entry = run.processing.get(key)
+            if entry is not None:
+                by_worker.setdefault(entry[0], []).append(int(index))
+        for address, indices in by_worker.items():
+            send_to_worker(self.scheduler, address,
+                           {"op": CANCEL_ITEMS_OP, "run": run_id, "indices": indices})
+            for key, index in pairs:
+                run.rows.get(key, {}).pop(index, None)
+        run.dirty = True
+        return sum(len(v) for v in by_worker.values())
 
     def cancel_keys(self, run_id: str, keys, reason: str = "cancelled from the panel") -> int:
         """Cancel these Dask tasks of a run (pending or running) for every client."""

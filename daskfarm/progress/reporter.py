@@ -85,7 +85,18 @@ def _current() -> _ItemContext | None:
     return getattr(_local, "ctx", None)
 
 
+#: run id -> indices of single items cancelled from the panel (filled on the worker's loop)
+cancelled_items: dict[str, set] = {}
+
+
+def cancel_items(run: str, indices, **kwargs: Any) -> None:
+    """Worker stream handler: mark single items of a run cancelled."""
+    cancelled_items.setdefault(run, set()).update(indices)
+
+
 def _check_cancelled(ctx: _ItemContext) -> None:
+    if not ctx.cancelled and ctx.index in cancelled_items.get(ctx.run_id, ()):
+        ctx.cancelled = True
     if ctx.cancelled or _dask.current_task_cancelled():
         raise TaskCancelled(
             f"item {ctx.index} of run {ctx.run_id} was cancelled; let this exception propagate "

@@ -107,7 +107,8 @@ def test_update_with_1000_running_tasks_is_one_table_and_cheap():
 def test_task_and_run_columns():
     plugin = fake_plugin(3)
     cols = task_columns(plugin)
-    assert cols["id"] == [key_id(("sweep-0123456789ab", i)) for i in range(3)]
+    # a reported item's row id is its Dask key plus its index (cancel acts per item)
+    assert cols["id"] == [f'{key_id(("sweep-0123456789ab", i))}/{i}' for i in range(3)]
     assert cols["item"] == ["0", "1", "2"]
     assert list(cols["frac"]) == [0.0, 0.01, 0.02]
     assert all(e >= 5 for e in cols["elapsed"])
@@ -187,7 +188,7 @@ def test_selection_follows_its_task_when_rows_above_end():
     plugin = fake_plugin(10)
     page = FarmPage(plugin, admin=True)
     run = next(iter(plugin.runs.values()))
-    chosen = key_id((run.run_id, 6))
+    chosen = f"{key_id((run.run_id, 6))}/6"
     page.controls.selected_tasks.value = chosen  # what the browser's CustomJS stores
     page.tasks.source.selected.indices = [6]
     for batch in range(3):
