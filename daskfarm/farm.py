@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import re
 import signal
 import threading
+import time
 import urllib.parse
 import uuid
 import warnings
 from collections.abc import Iterable, Sized
 from typing import Any
 
-from daskfarm import _execute
+from daskfarm import _execute, config
 from daskfarm._batching import BatchSizer
-from daskfarm._connect import connect
+from daskfarm._connect import (
+    SchedulerImportError,
+    VersionMismatchWarning,
+    WorkerVersionError,
+    connect,
+    preflight,
+)
 from daskfarm._stream import Feeder
 from daskfarm.exceptions import (
     FarmClosedError,
     FarmTypeError,
     FarmValueError,
-    WorkerImportError,
 )
 from daskfarm.progress.plugin import CONTROL_TOPIC, SUMMARY_TOPIC, FarmPlugin
 from daskfarm.progress.views import TerminalBar, want_bar
@@ -29,7 +36,7 @@ from daskfarm.run import Run, check_errors_option
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Farm"]
+__all__ = ["Farm", "SchedulerImportError", "VersionMismatchWarning", "WorkerVersionError"]
 
 
 class Farm:
@@ -39,26 +46,55 @@ class Farm:
     ----------
     address : None, str, distributed.Client or cluster object
         ``None`` starts a LocalCluster on this machine (dashboard on 127.0.0.1, a free port).
-        A string such as ``"tcp://host:8786"`` connects to a running scheduler. A ``Client``
-        or a cluster object (LocalCluster, dask-jobqueue's SLURMCluster, ...) is used as it
-        is; a Farm never closes a cluster or client it did not create.
+        A string such as ``"tcp://host:8786"`` or ``"tls://host:8786"`` connects to a running
+        scheduler. A ``Client`` or a cluster object (LocalCluster, dask-jobqueue's
+        SLURMCluster, SSHCluster, ...) is used as it is; a Farm never closes a cluster or
+        client it did not create.
     n_workers : int, optional
         For a LocalCluster: ``None`` or ``0`` = one worker per CPU, ``-k`` = all but k CPUs,
         ``k > 0`` = k workers (Brian's ``poolsize`` rule).
-    threads_per_worker : int
+    threads_per_worker : int, optional
         Threads in each LocalCluster worker process.
-    processes : bool
+    processes : bool, optional
         LocalCluster workers in processes (True) or threads of this process.
     security : distributed.security.Security, optional
-        TLS settings, passed to the cluster or the client.
-    dashboard : bool
+        TLS settings (``Security(tls_ca_file=..., ...)`` or ``Security.temporary()``), passed
+        to the LocalCluster, or to the client of a ``tls://`` address or a cluster object.
+    dashboard : bool, optional
         Start the LocalCluster's dashboard (and with it the farm panel).
-    controls : bool
+    controls : bool, optional
         Offer the panel's cancel / terminate / suspend buttons (to holders of the token).
-    timeout : float
-        Seconds to wait for a remote scheduler.
+    timeout : float or str, optional
+        How long to wait for a remote scheduler (seconds, or a string such as ``"30s"``).
     **cluster_kwargs
         More LocalCluster arguments.
+
+    Every argument left ``None`` takes its value from the Dask config (``daskfarm.local.*``,
+    ``daskfarm.controls``, ``daskfarm.connect.timeout``; see ``daskfarm/daskfarm.yaml``).
+
+    Raises
+    ------
+    FarmConnectionError
+        No scheduler answered at ``address`` within ``timeout``.
+    WorkerImportError
+        A worker of a remote cluster cannot import daskfarm.
+    SchedulerImportError
+        The scheduler cannot import daskfarm (it must: it unpickles the farm's tasks).
+    WorkerVersionError
+        A worker runs another Python, dask, distributed or daskfarm release than this client.
+
+    Notes
+    -----
+    Connecting to a scheduler or cluster that is not this Farm's own checks the workers
+    already connected, and every :meth:`map` checks all workers again before its first item:
+    they must import daskfarm and the task's module, and their versions must agree with the
+    client's. A different Python ``major.minor`` or a different dask, distributed or
+    daskfarm release (the first two numbers) raises :class:`WorkerVersionError`; a patch
+    level difference warns (:class:`VersionMismatchWarning`). The dask config key
+    ``daskfarm.preflight.version-mismatch`` (``raise``, ``warn``, ``ignore``) changes this.
+
+    Workers may leave at any time (walltime, scale-down, a crash): Dask runs their unfinished
+    tasks elsewhere, and each item is still stored once.
 
     Examples
     --------
@@ -68,11 +104,21 @@ class Farm:
     >>> with Farm(n_workers=2) as farm:                       # doctest: +SKIP
     ...     print(sorted(farm.map(square, range(5))))
     [0, 1, 4, 9, 16]
+
+    On a running scheduler, over TLS, or on a batch system through dask-jobqueue:
+
+    >>> farm = Farm("tls://head:8786", security=Security(tls_ca_file="ca.pem",
+    ...             tls_client_cert="cert.pem", tls_client_key="key.pem"))  # doctest: +SKIP
+    >>> cluster = SLURMCluster(cores=1, memory="2GB", walltime="01:00:00")  # doctest: +SKIP
+    >>> cluster.adapt(maximum_jobs=20)                                    # doctest: +SKIP
+    >>> with Farm(cluster) as farm:                                       # doctest: +SKIP
+    ...     farm.map(simulate, params, store="results/").wait()
     """
 
     def __init__(self, address: Any = None, *, n_workers: int | None = None,
-                 threads_per_worker: int = 1, processes: bool = True, security: Any = None,
-                 dashboard: bool = True, controls: bool = True, timeout: float = 10.0,
+                 threads_per_worker: int | None = None, processes: bool | None = None,
+                 security: Any = None, dashboard: bool | None = None,
+                 controls: bool | None = None, timeout: float | str | None = None,
                  **cluster_kwargs: Any):
         self._closed = True  # until connected: a failed __init__ has nothing to close
         self._lock = threading.Lock()
@@ -84,7 +130,9 @@ class Farm:
                              timeout=timeout, cluster_kwargs=cluster_kwargs)
         self.client = self._conn.client
         try:
-            self._token, self._plugin = self._install_plugin(controls)
+            if not self._conn.owns_cluster:  # daskfarm and versions where it will run
+                preflight(self.client, None, scheduler=True)
+            self._token, self._plugin = self._install_plugin(config.get("controls", controls))
             self.client.subscribe_topic(SUMMARY_TOPIC, self._on_summary)
             self.client.subscribe_topic(CONTROL_TOPIC, self._on_control)
         except BaseException:
@@ -99,11 +147,12 @@ class Farm:
         client = self.client
         if not self._conn.owns_cluster:
             try:  # preloaded (dask scheduler --preload daskfarm.dashboard) or registered before
-                info = client.sync(client.scheduler.daskfarm_info)
-                self._panel_path = info.get("panel_path")
-                return info.get("token"), True
+                if client.run_on_scheduler(_has_plugin):
+                    info = client.sync(client.scheduler.daskfarm_info)
+                    self._panel_path = info.get("panel_path")
+                    return info.get("token"), True
             except Exception:
-                pass
+                logger.debug("no daskfarm plugin on the scheduler yet", exc_info=True)
         try:
             client.register_plugin(FarmPlugin(controls=controls))
             info = client.sync(client.scheduler.daskfarm_info)
@@ -111,9 +160,9 @@ class Farm:
             return info.get("token"), True
         except Exception as exc:
             logger.warning(
-                "the scheduler at %s cannot load daskfarm's plugin (%s: %s): runs work, but "
-                "without per-task progress or the /farm panel. Install daskfarm where the "
-                "scheduler runs, or start it with `dask scheduler --preload daskfarm.dashboard`.",
+                "the scheduler at %s cannot load daskfarm's plugin (%s: %s): runs go on, "
+                "without per-task progress or the /farm panel. Start the scheduler with "
+                "`dask scheduler --preload daskfarm.dashboard` to have them.",
                 client.scheduler.address, type(exc).__name__, exc,
             )
             return None, False
@@ -151,10 +200,11 @@ class Farm:
     def panel_link(self) -> str | None:
         """The farm panel (``/farm`` on the dashboard), with the control token if any.
 
-        Treat it as a password: whoever opens it can stop runs.
+        Treat it as a password: whoever opens it can stop runs. None without a dashboard, or
+        when the scheduler cannot load daskfarm's plugin (and so serves no panel).
         """
         link = self.dashboard_link
-        if not link:
+        if not link or not self._plugin:  # no plugin on the scheduler: no page to link to
             return None
         base = link.rsplit("/status", 1)[0] if link.endswith("/status") else link.rstrip("/")
         path = self._panel_path  # knows --dashboard-prefix, which the client does not
@@ -177,8 +227,9 @@ class Farm:
 
     def map(self, task: Any, items: Iterable | None, *, store: Any = None,
             numitems: int | None = None, ordered: bool = False, buffersize: int | None = None,
-            batch_size: int | str = "auto", retries: int = 0, errors: str = "raise",
-            progress: Any = "auto", name: str | None = None, version: Any = None,
+            batch_size: int | str | None = None, retries: int | None = None,
+            errors: str | None = None, progress: Any = None, name: str | None = None,
+            version: Any = None,
             resume: bool = True, initargs: Iterable = (), initkwds: dict | None = None,
             plot: Any = None) -> Run:
         """Run ``task`` over every item of ``items``, streaming; return the :class:`Run`.
@@ -201,13 +252,13 @@ class Farm:
         buffersize : int, optional
             The most items in flight or finished but not yet taken. Default: two batches per
             worker thread.
-        batch_size : "auto" or int
+        batch_size : "auto" or int, optional
             Items per Dask task. "auto" measures item durations and groups short items.
-        retries : int
+        retries : int, optional
             Extra attempts for an item whose task raises.
-        errors : {"raise", "continue"}
+        errors : {"raise", "continue"}, optional
             Stop at the first failure and raise it, or record failures and go on.
-        progress : "auto", bool
+        progress : "auto", bool, optional
             A terminal/notebook progress bar ("auto": when attached to one).
         name, version : optional
             The task's identity in store keys (default: its qualified name).
@@ -218,9 +269,21 @@ class Farm:
         plot : callable, optional
             ``plot(item, result) -> (x, y)``, drawn live in the panel.
 
+        Every option left ``None`` takes its value from the Dask config (``daskfarm.buffersize``,
+        ``daskfarm.batch-size``, ``daskfarm.retries``, ``daskfarm.errors``,
+        ``daskfarm.progress``); ``daskfarm.report-interval`` and ``daskfarm.store.*`` set the
+        progress throttle and how often the store commits.
+
         Returns
         -------
         Run
+
+        Raises
+        ------
+        WorkerImportError
+            A worker cannot import daskfarm or the task's module (before the first item).
+        WorkerVersionError
+            A worker's Python, dask, distributed or daskfarm differs from the client's.
 
         Examples
         --------
@@ -244,9 +307,14 @@ class Farm:
         return self._map(task, items, _execute.STAR_ALWAYS, **kwargs)
 
     def _map(self, task, items, star, *, store=None, numitems=None, ordered=False,
-             buffersize=None, batch_size="auto", retries=0, errors="raise", progress="auto",
+             buffersize=None, batch_size=None, retries=None, errors=None, progress=None,
              name=None, version=None, resume=True, initargs=(), initkwds=None, plot=None) -> Run:
         self._check_open()
+        buffersize = config.get("buffersize", buffersize)
+        batch_size = config.get("batch-size", batch_size)
+        retries = config.get("retries", retries)
+        errors = config.get("errors", errors)
+        progress = config.get("progress", progress)
         _check_task(task)
         if items is not None and not isinstance(items, Iterable):
             raise FarmTypeError(
@@ -265,7 +333,8 @@ class Farm:
         identity = name or _qualified_name(task)
         run_id = f"{_safe(identity.rsplit('.', 1)[-1])}-{uuid.uuid4().hex[:12]}"
         spec = _execute.make_spec(task, star=star, initargs=initargs, initkwds=initkwds,
-                                  retries=retries, report_interval=1.0)
+                                  retries=retries,
+                                  report_interval=config.get_seconds("report-interval"))
         spec_bytes = _execute.dumps_spec(spec)
         self._preflight(spec_bytes, identity)
 
@@ -273,7 +342,9 @@ class Farm:
         session = stored = None
         if dm is not None:
             stored = dm.stored_keys() if resume else None
-            session = dm.session(run_id=run_id, task=identity, version=version)
+            session = dm.session(run_id=run_id, task=identity, version=version,
+                                 commit_interval=config.get_seconds("store.commit-interval"),
+                                 commit_records=int(config.get("store.commit-records")))
         run = Run(run_id=run_id, name=name or identity.rsplit(".", 1)[-1], total=total,
                   ordered=ordered, buffersize=buffersize, errors=errors,
                   input_open=items is None)
@@ -284,9 +355,10 @@ class Farm:
         sizer = BatchSizer(fixed)
         feeder = Feeder(run, client=self.client, items=items, spec_bytes=spec_bytes,
                         identity=f"{identity}:{version!r}", store_session=session,
-                        stored_keys=stored, sizer=sizer, threads=self.nthreads, retries=retries,
+                        stored_keys=stored, sizer=sizer, threads=self._capacity(), retries=retries,
                         progress_bar=bar, plot=plot, farm_plugin=self._plugin)
         feeder.on_end = lambda: self._end_run(run, session, spec.is_class)
+        self._follow_workers(run, feeder)
         run._feeder = feeder
         with self._lock:
             self._check_open()
@@ -295,26 +367,47 @@ class Farm:
         logger.debug("run %s started (%s)", run_id, identity)
         return run
 
-    def _preflight(self, spec_bytes: bytes, identity: str) -> None:
-        """Check that every worker can load the task before the first item is sent."""
+    def _capacity(self) -> int:
+        """Worker threads to size a run's in-flight window for.
+
+        The threads connected now; for a cluster with ``adapt()``, at least its maximum, so that
+        its scheduler sees enough queued work to scale up (a window sized to the workers of
+        the moment would keep an adaptive cluster at its minimum).
+        """
         try:
-            infos = self.client.run(_execute.check_worker, spec_bytes, on_error="return")
-        except Exception as exc:
-            logger.debug("preflight skipped: %r", exc)
-            return
-        for worker, info in infos.items():
-            if isinstance(info, BaseException):
-                raise WorkerImportError(
-                    f"worker {worker} cannot run daskfarm tasks ({type(info).__name__}: {info}); "
-                    "install daskfarm (same version as this client) on every worker"
-                )
-            if info.get("error"):
-                module = info.get("module") or identity.rsplit(".", 1)[0]
-                raise WorkerImportError(
-                    f"worker {worker} cannot load the task {identity!r}: {info['error']}. "
-                    f"Install the module {module!r} on every worker, put it on their "
-                    "PYTHONPATH, or send it with farm.client.upload_file(...)."
-                )
+            threads = self.client.nthreads()
+        except Exception:  # a closing client: the run is ending anyway
+            return 1
+        total = max(1, sum(threads.values()))
+        maximum = getattr(getattr(self._conn.cluster, "_adaptive", None), "maximum", None)
+        if isinstance(maximum, (int, float)) and 0 < maximum < math.inf:
+            total = max(total, int(maximum) * max(threads.values(), default=1))
+        return total
+
+    def _follow_workers(self, run: Run, feeder: Any) -> None:
+        """Let a run's window follow the cluster as workers join and leave.
+
+        Jobs that leave a batch queue, ``scale()`` and ``adapt()`` add workers after the run
+        started; without this they would stay idle. Runs in the feeder's thread, about once a
+        second (it calls the progress callbacks), asking the scheduler every few seconds.
+        """
+        next_check = [time.monotonic() + _FOLLOW_EVERY]
+
+        def follow(_progress: float) -> None:
+            now = time.monotonic()
+            if now < next_check[0] or run.done or self._closed_client():
+                return
+            next_check[0] = now + _FOLLOW_EVERY
+            threads = self._capacity()
+            if threads != feeder.threads:
+                logger.debug("run %s: %d worker threads now", run.run_id, threads)
+                feeder.threads = threads
+
+        run.on_progress(follow)
+
+    def _preflight(self, spec_bytes: bytes, identity: str) -> None:
+        """Check that every worker can load the task, with our versions, before the first item."""
+        preflight(self.client, spec_bytes, identity)
 
     def _open_store(self, store: Any):
         if store is None:
@@ -418,6 +511,10 @@ class Farm:
         return f"<Farm {self.client.scheduler.address if not self._closed else ''} {state}>"
 
 
+#: Seconds between two looks at the cluster's size during a run.
+_FOLLOW_EVERY = 2.0
+
+
 def _sigterm(signum, frame):
     # Python's default SIGTERM ends the process on the spot, losing the store's last second
     # of results; as SystemExit it unwinds `with Farm()` like Ctrl-C does.
@@ -432,6 +529,11 @@ def _catch_sigterm():
         return None
     signal.signal(signal.SIGTERM, _sigterm)
     return signal.SIG_DFL
+
+
+def _has_plugin(dask_scheduler: Any = None) -> bool:
+    """On the scheduler: does a FarmPlugin serve ``daskfarm_info`` there already?"""
+    return "daskfarm_info" in dask_scheduler.handlers
 
 
 def _check_task(task: Any) -> None:

@@ -1,0 +1,205 @@
+"""``daskfarm store ls|show|check|merge``: look into result stores and merge them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import shutil
+import sys
+import time
+from typing import Any
+
+from daskfarm.cli._common import CLIError, to_json
+
+WIDTH = 60  # characters of an item or value shown by `store show`
+
+
+def add_parsers(sub: Any) -> None:
+    ls = sub.add_parser("ls", help="list the shards of a store with their record counts",
+                        description="List the shards of a store: records, status and file.")
+    ls.add_argument("path", metavar="PATH", help="the store directory")
+    ls.set_defaults(func=ls_command)
+
+    show = sub.add_parser(
+        "show", help="print the records of a store",
+        description="Print each key's value with the item that produced it (the first --limit "
+                    "ones), every record of the given KEYs with their provenance, or the "
+                    "failures.")
+    show.add_argument("path", metavar="PATH", help="the store directory")
+    show.add_argument("keys", nargs="*", metavar="KEY", help="show every record of these keys")
+    show.add_argument("--limit", type=int, default=20, metavar="N",
+                      help="show at most N records (default 20; 0 for all)")
+    show.add_argument("--failures", action="store_true", help="show the failures instead")
+    show.add_argument("--json", action="store_true", help="print JSON lines")
+    show.set_defaults(func=show_command)
+
+    check = sub.add_parser(
+        "check", help="check every file of a store; exit 1 if any is damaged",
+        description="Report every file of a store directory: shards and stray, truncated, "
+                    "corrupt or foreign files, and large values whose file is missing. Exits "
+                    "with 1 when there is a problem. Never writes.")
+    check.add_argument("path", metavar="PATH", help="the store directory")
+    check.set_defaults(func=check_command)
+
+    merge = sub.add_parser(
+        "merge", help="copy the shards of one store into another",
+        description="Copy every shard of SOURCE (with its large-value files) into DEST, "
+                    "which is created if missing. Shards already in DEST are kept, or "
+                    "updated when SOURCE's copy has grown. Reading DEST then merges both "
+                    "result sets; SOURCE is not changed.")
+    merge.add_argument("source", metavar="SOURCE", help="the store to copy from")
+    merge.add_argument("dest", metavar="DEST", help="the store to copy into")
+    merge.set_defaults(func=merge_command)
+
+
+def open_store(path: str) -> Any:
+    from daskfarm import DataManager
+
+    if not os.path.isdir(path):
+        raise CLIError(f"no store directory {path}")
+    return DataManager(path, readonly=True)
+
+
+def ls_command(args: argparse.Namespace) -> int:
+    from daskfarm.store._record import SUFFIX
+
+    with open_store(args.path) as dm:
+        report = dm.check()
+        shards = [e for e in report.entries if e.name.endswith(SUFFIX)]
+        head = (f"{args.path}: {len(shards)} shards, {sum(e.records for e in shards)} records, "
+                f"{len(dm)} keys, {len(dm.failures())} failures")
+        if report.problems:
+            head += f", {len(report.problems)} problem(s): see `daskfarm store check`"
+        print(head)
+        if report.entries:
+            print(f"  {'records':>9}  {'status':<12} file")
+        for e in report.entries:
+            print(f"  {e.records:>9}  {e.status:<12} {e.name}")
+    return 0
+
+
+def _short(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= WIDTH else text[:WIDTH - 3] + "..."
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _record_dict(r: Any) -> dict:
+    out = {"key": r.key, "item": r.item, "task": r.task, "version": r.version,
+           "time": r.time, "host": r.host, "run_id": r.run_id, "shard": r.shard}
+    if r.failed:
+        out.update(failed=True, exc_type=r.exc_type, message=r.message, traceback=r.traceback)
+    else:
+        out["value"] = r.value
+    return out
+
+
+def show_command(args: argparse.Namespace) -> int:
+    limit = args.limit if args.limit > 0 else None
+    with open_store(args.path) as dm:
+        if args.keys:
+            for key in args.keys:
+                records = dm.get_all(key)
+                if not records:
+                    raise CLIError(f"no record with the key {key!r} in {args.path}")
+                for r in records:
+                    _print_record(r, args.json, provenance=True)
+            return 0
+        if args.failures:
+            for r in dm.failures()[:limit]:
+                _print_record(r, args.json)
+            return 0
+        shown = 0
+        for key, value in dm.iteritems():
+            if limit is not None and shown >= limit:
+                print(f"... {len(dm) - shown} more (--limit 0 shows all)", file=sys.stderr)
+                break
+            item = dm.params(key)
+            if args.json:
+                print(to_json({"key": key, "item": item, "value": value}))
+            else:
+                print(f"{key}  {_short(item)} -> {_short(value)}")
+            shown += 1
+    return 0
+
+
+def _print_record(r: Any, as_json: bool, provenance: bool = False) -> None:
+    if as_json:
+        print(to_json(_record_dict(r)))
+        return
+    where = f"  [{r.shard}, {r.host}, {_when(r.time)}]" if provenance else ""
+    if r.failed:
+        print(f"{r.key}  {_short(r.item)} FAILED {r.exc_type}: {r.message}{where}")
+    else:
+        print(f"{r.key}  {_short(r.item)} -> {_short(r.value)}{where}")
+
+
+def check_command(args: argparse.Namespace) -> int:
+    with open_store(args.path) as dm:
+        report = dm.check()
+    print(report)
+    return 0 if report.ok else 1
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    from daskfarm import DataManager
+    from daskfarm.store._record import BLOBS_SUFFIX, SUFFIX
+
+    source, dest = pathlib.Path(args.source), pathlib.Path(args.dest)
+    if source.resolve() == dest.resolve():
+        raise CLIError("SOURCE and DEST are the same store")
+    with open_store(args.source) as src:
+        report = src.check()
+    DataManager(dest).close()  # creates DEST, or says why it cannot be written
+    copied = updated = kept = records = 0
+    for entry in report.entries:
+        if not entry.name.endswith(SUFFIX):
+            if entry.status == "stray":
+                print(f"daskfarm: not copied (not a shard): {source / entry.name}",
+                      file=sys.stderr)
+            continue
+        if entry.status in ("foreign", "newer"):
+            print(f"daskfarm: not copied ({entry.status}): {source / entry.name}: "
+                  f"{entry.detail}", file=sys.stderr)
+            continue
+        src_file, dst_file = source / entry.name, dest / entry.name
+        size = src_file.stat().st_size
+        existing = dst_file.stat().st_size if dst_file.exists() else None
+        if existing is not None and existing >= size:
+            kept += 1
+            continue
+        blobs = src_file.with_name(entry.name.removesuffix(SUFFIX) + BLOBS_SUFFIX)
+        if blobs.is_dir():  # large values first: a reader never sees a shard without them
+            _copy_blobs(blobs, dest / blobs.name)
+        _copy_atomically(src_file, dst_file)
+        if existing is None:
+            copied += 1
+        else:
+            updated += 1
+        records += entry.records
+        if entry.status == "in-progress":
+            print(f"daskfarm: {entry.name} is still being written: merge again when its "
+                  "run is over", file=sys.stderr)
+    print(f"merged {args.source} into {args.dest}: {copied} shards copied, {updated} updated, "
+          f"{kept} already there ({records} records copied)")
+    return 0
+
+
+def _copy_blobs(src: pathlib.Path, dst: pathlib.Path) -> None:
+    dst.mkdir(exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file() and not (dst / f.name).exists():
+            _copy_atomically(f, dst / f.name)
+
+
+def _copy_atomically(src: pathlib.Path, dst: pathlib.Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.merging-{os.getpid()}")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
