@@ -62,6 +62,8 @@ def check_store(path: os.PathLike[str] | str) -> CheckReport:
     entries: list[CheckEntry] = []
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
         name = entry.name
+        if name.startswith("."):
+            continue  # hidden: a copy in progress (store merge) or the OS's own files
         if entry.is_dir():
             if not name.endswith(BLOBS_SUFFIX):
                 entries.append(CheckEntry(name, "stray", detail="a directory, not part of a store"))

@@ -349,3 +349,21 @@ def test_shard_names_never_collide():
     assert " " not in stem
     assert stem.endswith("_a-b-c")
     assert str(os.getpid()) in stem
+
+
+def test_hidden_files_are_ignored(tmp_path):
+    """A hidden file (a copy in progress, .DS_Store) is neither read nor reported."""
+    import warnings
+
+    from daskfarm import DataManager
+
+    with DataManager(tmp_path) as dm:
+        with dm.session() as s:
+            s.put("k", 1)
+    (tmp_path / ".a.dfshard.merging-1").write_bytes(b"partial")
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x01")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with DataManager(tmp_path) as dm:
+            assert len(dm) == 1
+            assert dm.check().ok
