@@ -28,11 +28,14 @@ from daskfarm.exceptions import (
     FarmTypeError,
     FarmValueError,
     FarmWarning,
+    SchedulerImportError,
     StoreError,
     StoreFormatError,
     TaskCancelled,
     TaskFailedError,
+    VersionMismatchWarning,
     WorkerImportError,
+    WorkerVersionError,
 )
 from daskfarm.farm import Farm
 from daskfarm.progress.plugin import FarmPlugin
@@ -60,6 +63,7 @@ __all__ = [
     "Reporter",
     "Run",
     "RunSummary",
+    "SchedulerImportError",
     "Session",
     "Signal",
     "SignalSpy",
@@ -67,8 +71,10 @@ __all__ = [
     "StoreFormatError",
     "TaskCancelled",
     "TaskFailedError",
+    "VersionMismatchWarning",
     "WorkerController",
     "WorkerImportError",
+    "WorkerVersionError",
     "__version__",
     "make_text_report",
     "report",

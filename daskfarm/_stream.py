@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 _TICK = 0.1  # seconds between checks of flags when nothing completes
 _STATUS_EVERY = 1.0  # seconds between status messages to the plugin / progress bar
+_CAPACITY_EVERY = 2.0  # seconds between two looks at the cluster's size
 
 
 class RemoteTraceback(Exception):
@@ -67,7 +68,7 @@ class Feeder(threading.Thread):
 
     def __init__(self, run: Run, *, client: Client, items: Iterable | None, spec_bytes: bytes,
                  identity: str, store_session: Any, stored_keys: Any, sizer: BatchSizer,
-                 threads: int, retries: int, progress_bar: Any, plot: Any, farm_plugin: bool):
+                 capacity: Any, retries: int, progress_bar: Any, plot: Any, farm_plugin: bool):
         super().__init__(name=f"daskfarm-feeder-{run.run_id}", daemon=True)
         self.run_ = run
         self.client = client
@@ -77,7 +78,11 @@ class Feeder(threading.Thread):
         self.session = store_session
         self.stored = stored_keys if stored_keys is not None and len(stored_keys) else None
         self.sizer = sizer
-        self.threads = threads
+        # worker threads to size the window for; asked again every few seconds, so workers
+        # that join later (scale(), adapt(), batch jobs leaving the queue) get work
+        self.capacity = capacity
+        self.threads = capacity()
+        self.last_capacity = time.monotonic()
         self.retries = retries
         self.bar = progress_bar
         self.plot = plot
@@ -404,6 +409,10 @@ class Feeder(threading.Thread):
 
     def _tick(self) -> None:
         run = self.run_
+        now = time.monotonic()
+        if now - self.last_capacity >= _CAPACITY_EVERY:
+            self.last_capacity = now
+            self.threads = self.capacity()
         if self.session is not None:
             self.session.maybe_flush()
         self._send_status("update")

@@ -11,13 +11,16 @@ Every error derives from :class:`FarmError` *and* from the built-in type it refi
     │   └── FarmClosedError                  a closed Farm or DataManager used again
     ├── FarmConnectionError (ConnectionError) a scheduler that cannot be reached
     ├── WorkerImportError (ImportError)      a worker that cannot import the task's module
+    │   └── WorkerVersionError               a worker or scheduler on other package releases
+    ├── SchedulerImportError (ImportError)   a scheduler that cannot import daskfarm
     ├── TaskFailedError (RuntimeError)       a task failure whose exception could not be sent back
     ├── TaskCancelled (concurrent.futures.CancelledError)  raised by report() in a cancelled task
     └── StoreError (OSError)                 a store path that is a file, unwritable, or a full disk
         └── StoreFormatError                 a shard that is not a daskfarm shard, or a newer format
 
     FarmWarning (UserWarning)
-    └── CorruptShardWarning                  a stray, truncated or corrupt file skipped by a read
+    ├── CorruptShardWarning                  a stray, truncated or corrupt file skipped by a read
+    └── VersionMismatchWarning               a worker whose versions differ at patch level
 
 Messages name the problem and the call that fixes it.
 """
@@ -36,11 +39,14 @@ __all__ = [
     "FarmTypeError",
     "FarmValueError",
     "FarmWarning",
+    "SchedulerImportError",
     "StoreError",
     "StoreFormatError",
     "TaskCancelled",
     "TaskFailedError",
+    "VersionMismatchWarning",
     "WorkerImportError",
+    "WorkerVersionError",
 ]
 
 
@@ -74,6 +80,23 @@ class FarmConnectionError(FarmError, ConnectionError):
 
 class WorkerImportError(FarmError, ImportError):
     """A worker that cannot import the module a task is defined in."""
+
+
+class WorkerVersionError(WorkerImportError):
+    """A worker (or the scheduler) whose Python, dask, distributed or daskfarm release differs
+    from the client's.
+
+    ``mismatches`` holds ``(process, package, its_version, client_version)`` tuples, the process
+    being ``"worker tcp://..."`` or ``"scheduler tcp://..."``.
+    """
+
+    def __init__(self, message: str, mismatches: list[tuple[str, str, str, str]]):
+        super().__init__(message)
+        self.mismatches = mismatches
+
+
+class SchedulerImportError(FarmError, ImportError):
+    """A scheduler that cannot import daskfarm: it could not unpickle a farm's tasks."""
 
 
 class TaskFailedError(FarmError, RuntimeError):
@@ -113,3 +136,7 @@ class FarmWarning(UserWarning):
 class CorruptShardWarning(FarmWarning):
     """A stray, truncated or corrupt file in a store, skipped (or read up to its last intact
     record) so that the rest of the store still reads."""
+
+
+class VersionMismatchWarning(FarmWarning):
+    """A worker whose versions differ from the client's at patch level only."""

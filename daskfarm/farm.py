@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
-import re
 import signal
 import threading
-import time
 import urllib.parse
 import uuid
 import warnings
@@ -17,13 +14,9 @@ from typing import Any
 
 from daskfarm import _execute, config
 from daskfarm._batching import BatchSizer
-from daskfarm._connect import (
-    SchedulerImportError,
-    VersionMismatchWarning,
-    WorkerVersionError,
-    connect,
-    preflight,
-)
+from daskfarm._checks import catch_sigterm, check_positive, check_task, qualified_name, safe_name
+from daskfarm._connect import connect
+from daskfarm._preflight import preflight
 from daskfarm._stream import Feeder
 from daskfarm.exceptions import (
     FarmClosedError,
@@ -36,7 +29,7 @@ from daskfarm.run import Run, check_errors_option
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Farm", "SchedulerImportError", "VersionMismatchWarning", "WorkerVersionError"]
+__all__ = ["Farm"]
 
 
 class Farm:
@@ -139,7 +132,7 @@ class Farm:
             self._conn.close()
             raise
         self._closed = False
-        self._previous_sigterm = _catch_sigterm()
+        self._previous_sigterm = catch_sigterm()
 
     # -- connection ------------------------------------------------------------------------
 
@@ -315,23 +308,23 @@ class Farm:
         retries = config.get("retries", retries)
         errors = config.get("errors", errors)
         progress = config.get("progress", progress)
-        _check_task(task)
+        check_task(task)
         if items is not None and not isinstance(items, Iterable):
             raise FarmTypeError(
                 f"items must be an iterable (a list, a range, a generator...), not "
                 f"{type(items).__name__}; to run one item, pass [item]"
             )
         check_errors_option(errors)
-        buffersize = _check_positive("buffersize", buffersize)
+        buffersize = check_positive("buffersize", buffersize)
         if batch_size != "auto":
-            batch_size = _check_positive("batch_size", batch_size)
+            batch_size = check_positive("batch_size", batch_size)
         if not isinstance(retries, int) or retries < 0:
             raise FarmValueError(f"retries must be a whole number >= 0, not {retries!r}")
         total = numitems
         if total is None and isinstance(items, Sized):
             total = len(items)
-        identity = name or _qualified_name(task)
-        run_id = f"{_safe(identity.rsplit('.', 1)[-1])}-{uuid.uuid4().hex[:12]}"
+        identity = name or qualified_name(task)
+        run_id = f"{safe_name(identity.rsplit('.', 1)[-1])}-{uuid.uuid4().hex[:12]}"
         spec = _execute.make_spec(task, star=star, initargs=initargs, initkwds=initkwds,
                                   retries=retries,
                                   report_interval=config.get_seconds("report-interval"))
@@ -355,10 +348,9 @@ class Farm:
         sizer = BatchSizer(fixed)
         feeder = Feeder(run, client=self.client, items=items, spec_bytes=spec_bytes,
                         identity=f"{identity}:{version!r}", store_session=session,
-                        stored_keys=stored, sizer=sizer, threads=self._capacity(), retries=retries,
+                        stored_keys=stored, sizer=sizer, capacity=self._capacity, retries=retries,
                         progress_bar=bar, plot=plot, farm_plugin=self._plugin)
         feeder.on_end = lambda: self._end_run(run, session, spec.is_class)
-        self._follow_workers(run, feeder)
         run._feeder = feeder
         with self._lock:
             self._check_open()
@@ -383,27 +375,6 @@ class Farm:
         if isinstance(maximum, (int, float)) and 0 < maximum < math.inf:
             total = max(total, int(maximum) * max(threads.values(), default=1))
         return total
-
-    def _follow_workers(self, run: Run, feeder: Any) -> None:
-        """Let a run's window follow the cluster as workers join and leave.
-
-        Jobs that leave a batch queue, ``scale()`` and ``adapt()`` add workers after the run
-        started; without this they would stay idle. Runs in the feeder's thread, about once a
-        second (it calls the progress callbacks), asking the scheduler every few seconds.
-        """
-        next_check = [time.monotonic() + _FOLLOW_EVERY]
-
-        def follow(_progress: float) -> None:
-            now = time.monotonic()
-            if now < next_check[0] or run.done or self._closed_client():
-                return
-            next_check[0] = now + _FOLLOW_EVERY
-            threads = self._capacity()
-            if threads != feeder.threads:
-                logger.debug("run %s: %d worker threads now", run.run_id, threads)
-                feeder.threads = threads
-
-        run.on_progress(follow)
 
     def _preflight(self, spec_bytes: bytes, identity: str) -> None:
         """Check that every worker can load the task, with our versions, before the first item."""
@@ -512,61 +483,8 @@ class Farm:
 
 
 #: Seconds between two looks at the cluster's size during a run.
-_FOLLOW_EVERY = 2.0
-
-
-def _sigterm(signum, frame):
-    # Python's default SIGTERM ends the process on the spot, losing the store's last second
-    # of results; as SystemExit it unwinds `with Farm()` like Ctrl-C does.
-    raise SystemExit(128 + signum)
-
-
-def _catch_sigterm():
-    """Turn SIGTERM into SystemExit while a Farm is open, if nobody else handles it."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return None
-    signal.signal(signal.SIGTERM, _sigterm)
-    return signal.SIG_DFL
 
 
 def _has_plugin(dask_scheduler: Any = None) -> bool:
     """On the scheduler: does a FarmPlugin serve ``daskfarm_info`` there already?"""
     return "daskfarm_info" in dask_scheduler.handlers
-
-
-def _check_task(task: Any) -> None:
-    if inspect.isclass(task):
-        if not any("__call__" in vars(k) for k in task.__mro__ if k is not object):
-            raise FarmTypeError(
-                f"the class {task.__name__} has no __call__ method: a class task is "
-                "instantiated once per worker and then called per item, so define "
-                "__call__(self, item)"
-            )
-        return
-    if not callable(task):
-        raise FarmTypeError(
-            f"task must be a function or a class, not {type(task).__name__} ({task!r}); pass "
-            "the function itself, e.g. farm.map(simulate, items), not simulate(...)"
-        )
-
-
-def _check_positive(name: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise FarmValueError(
-            f"{name} must be a positive whole number (or None for the default), not {value!r}"
-        )
-    return value
-
-
-def _qualified_name(task: Any) -> str:
-    module = getattr(task, "__module__", None) or "task"
-    qualname = getattr(task, "__qualname__", None) or type(task).__qualname__
-    return f"{module}.{qualname}"
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]+", "_", text)[:40] or "task"

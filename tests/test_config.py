@@ -11,7 +11,7 @@ import dask
 import pytest
 import yaml
 
-from daskfarm import DataManager, Farm, FarmConnectionError, FarmValueError, _connect, _execute
+from daskfarm import DataManager, Farm, FarmConnectionError, FarmValueError, _execute, _preflight
 from daskfarm import config as farm_config
 from tests import _tasks
 
@@ -83,7 +83,7 @@ def test_connect_timeout_comes_from_the_config():
 def test_an_unknown_version_policy_is_refused():
     with dask.config.set({"daskfarm.preflight.version-mismatch": "sometimes"}), \
             pytest.raises(FarmValueError, match="raise, warn, ignore"):
-        _connect.check_versions({})
+        _preflight.check_versions({})
 
 
 def test_farm_and_map_take_their_defaults_from_the_config(tmp_path, monkeypatch):

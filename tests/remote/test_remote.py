@@ -14,8 +14,14 @@ import dask
 import pytest
 
 import daskfarm
-from daskfarm import DataManager, Farm, WorkerImportError
-from daskfarm.farm import SchedulerImportError, VersionMismatchWarning, WorkerVersionError
+from daskfarm import (
+    DataManager,
+    Farm,
+    SchedulerImportError,
+    VersionMismatchWarning,
+    WorkerImportError,
+    WorkerVersionError,
+)
 from tests.conftest import wait_for
 from tests.remote import _tasks
 from tests.remote._procs import DaskProcesses, dask_env
