@@ -1,8 +1,10 @@
 """Turning ``Farm(address)`` into a Client, and knowing what the Farm must close.
 
-``None`` starts a LocalCluster with settings measured to help a farm (research/perf-baseline.md):
-``worker-saturation: inf`` (the farm's own window already bounds what reaches the workers, and
-it is 2.6-2.9x faster on short tasks) and ``direct_to_workers`` on the client.
+``None`` starts a LocalCluster with ``direct_to_workers`` on the client and Dask's default
+``worker-saturation`` (1.1). research/perf-baseline.md found ``inf`` 2.6-2.9x faster with one
+item per task, but a farm batches short items: with batches, ``inf`` let the scheduler pile
+several batches onto one worker while the other idled, and measured 53% of the 2-core limit on
+10 ms items against 78% at 1.1 (bench/README.md).
 A string is a scheduler address; a ``Client`` or any cluster object is borrowed, never closed.
 """
 
@@ -27,7 +29,6 @@ logger = logging.getLogger(__name__)
 
 #: Dask settings for the LocalCluster a Farm starts (see the module docstring).
 LOCAL_CLUSTER_CONFIG = {
-    "distributed.scheduler.worker-saturation": float("inf"),
     # the farm never spills: results leave the workers as soon as a batch is done
     "distributed.worker.memory.spill": False,
 }
