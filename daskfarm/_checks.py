@@ -61,3 +61,25 @@ def qualified_name(task: Any) -> str:
 
 def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", text)[:40] or "task"
+
+
+def check_map_options(*, name: Any, store: Any, plot: Any, initkwds: Any, numitems: Any) -> None:
+    """Reject options of the wrong kind at ``map()``, before a run starts."""
+    import os
+
+    if name is not None and not isinstance(name, str):
+        raise FarmTypeError(f"name must be a str (the task's name in store keys), not {name!r}")
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        from daskfarm.store import DataManager
+
+        if not isinstance(store, DataManager):
+            raise FarmTypeError(
+                f"store must be a DataManager or a directory path, not {type(store).__name__}"
+            )
+    if plot is not None and not callable(plot):
+        raise FarmTypeError(f"plot must be a function plot(item, result) -> (x, y), not {plot!r}")
+    if initkwds is not None and not isinstance(initkwds, dict):
+        raise FarmTypeError(f"initkwds must be a dict of keyword arguments, not {initkwds!r}")
+    if numitems is not None and (isinstance(numitems, bool) or not isinstance(numitems, int)
+                                 or numitems < 0):
+        raise FarmValueError(f"numitems must be a whole number >= 0 (or None), not {numitems!r}")

@@ -225,7 +225,7 @@ def run_batch(spec_bytes: bytes, run_id: str, start: int, items_bytes: bytes) ->
                         raise  # the whole Dask task was cancelled: free the thread now
                     append((CANCELLED, None))
                     break
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:  # sys.exit() fails the item, not the worker
                     if attempt < spec.retries:
                         attempt += 1
                         continue

@@ -29,9 +29,14 @@ from typing import Any
 from dask.base import tokenize
 from distributed import Client
 
-from daskfarm import _execute
+from daskfarm import _execute, config
 from daskfarm._batching import BatchSizer
-from daskfarm.exceptions import FarmPicklingError, TaskFailedError, WorkerImportError
+from daskfarm.exceptions import (
+    FarmConnectionError,
+    FarmPicklingError,
+    TaskFailedError,
+    WorkerImportError,
+)
 from daskfarm.progress.plugin import RUN_TOPIC
 from daskfarm.progress.reporter import short_repr
 from daskfarm.run import Failure, Run
@@ -55,12 +60,13 @@ class RemoteTraceback(Exception):
 
 
 class _Batch:
-    __slots__ = ("items", "keys", "start")
+    __slots__ = ("items", "keys", "resubmitted", "start")
 
     def __init__(self, start: int, items: list, keys: list | None):
         self.start = start
         self.items = items
         self.keys = keys
+        self.resubmitted = 0
 
 
 class Feeder(threading.Thread):
@@ -98,6 +104,8 @@ class Feeder(threading.Thread):
         self.last_status = 0.0
         self.plot_points: list = []
         self.on_end: Any = None  # set by the Farm: closes the run's shard and worker caches
+        self.disconnected_since: float | None = None
+        self.lost_after = max(config.get_seconds("connect.timeout"), 1.0)
         run._wake = self.wake
 
     # -- plumbing --------------------------------------------------------------------------
@@ -132,6 +140,10 @@ class Feeder(threading.Thread):
             if cancel:
                 self._cancel_in_flight()
                 return
+            if self.client.status != "running":  # reconnecting: submit nothing, wait a while
+                self._check_scheduler(time.monotonic())
+                time.sleep(_TICK)
+                continue
             self._fill()
             if not self.in_flight and self._input_finished():
                 return
@@ -265,8 +277,7 @@ class Feeder(threading.Thread):
         if not futures:
             return
         finished = [f for f in futures if f.status == "finished"]
-        payloads = self.client.gather(finished, errors="skip") if finished else []
-        gathered = dict(zip(finished, payloads)) if len(payloads) == len(finished) else {}
+        gathered = self._gather(finished)
         for future in futures:
             batch = self.in_flight.pop(future)
             with self.run_._cond:
@@ -278,6 +289,22 @@ class Feeder(threading.Thread):
             else:
                 self._handle_batch_error(batch, future)
             future.release()
+
+    def _gather(self, finished: list) -> dict:
+        """Results of finished futures, in one call; one by one if that call fails (a result
+        lost with its worker must cost only its own batch, which is then run again)."""
+        if not finished:
+            return {}
+        try:
+            return dict(zip(finished, self.client.gather(finished)))
+        except Exception:
+            gathered = {}
+            for future in finished:
+                try:
+                    gathered[future] = self.client.gather(future)
+                except Exception:
+                    logger.debug("the result of %s was lost", future.key, exc_info=True)
+            return gathered
 
     def _handle_outcomes(self, batch: _Batch, payload: bytes) -> None:
         run = self.run_
@@ -360,10 +387,19 @@ class Feeder(threading.Thread):
                     run._error = _reraisable(failure)
 
     def _handle_batch_error(self, batch: _Batch, future) -> None:
+        if future.status == "finished" and batch.resubmitted < 2:
+            # the task ran, but its result was lost before it was fetched: run it again
+            batch.resubmitted += 1
+            self._submit_batch(batch)
+            with self.run_._cond:
+                self.run_._in_flight += len(batch.items)
+            return
         try:
             exc = future.exception(timeout=30)
         except Exception as err:  # the future vanished with its scheduler
             exc = err
+        if exc is None:
+            exc = RuntimeError(f"the result of Dask task {future.key} was lost twice")
         if isinstance(exc, WorkerImportError):
             raise exc
         if len(batch.items) > 1:
@@ -407,9 +443,24 @@ class Feeder(threading.Thread):
 
     # -- status ----------------------------------------------------------------------------
 
+    def _check_scheduler(self, now: float) -> None:
+        """Raise once the client has been cut off from its scheduler for too long."""
+        if self.client.status == "running":
+            self.disconnected_since = None
+            return
+        if self.disconnected_since is None:
+            self.disconnected_since = now
+        elif now - self.disconnected_since > self.lost_after:
+            raise FarmConnectionError(
+                f"lost the scheduler at {self.client.scheduler.address} for more than "
+                f"{self.lost_after:g} s (client status {self.client.status!r}); the run stopped. "
+                "Results received so far are in the store: rerun the same map to resume."
+            )
+
     def _tick(self) -> None:
         run = self.run_
         now = time.monotonic()
+        self._check_scheduler(now)
         if now - self.last_capacity >= _CAPACITY_EVERY:
             self.last_capacity = now
             self.threads = self.capacity()
@@ -430,8 +481,8 @@ class Feeder(threading.Thread):
                 logger.debug("plot function failed for %s", short_repr(item), exc_info=True)
 
     def _send_status(self, op: str) -> None:
-        if not self.farm_plugin:
-            return
+        if not self.farm_plugin or self.client.status != "running":
+            return  # a call to a scheduler that is gone would block until its timeout
         run = self.run_
         msg: dict = {"op": op, "run": run.run_id, "counts": run.counts, "status": run.status,
                      "total": run.total}
@@ -451,14 +502,15 @@ class Feeder(threading.Thread):
 
     def _finish(self) -> None:
         run = self.run_
-        error = None
-        try:
-            if self.session is not None:
-                self.session.flush()
-            if self.on_end is not None:
-                self.on_end()
-        except BaseException as exc:
-            error = exc
+        errors = []
+        for step in (self.session.flush if self.session is not None else None, self.on_end):
+            if step is None:
+                continue
+            try:  # each step on its own: a failed flush must not skip closing the shard
+                step()
+            except BaseException as exc:
+                errors.append(exc)
+        error = errors[0] if errors else None
         with run._cond:
             if error is not None and run._error is None:
                 run._error = error

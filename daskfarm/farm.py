@@ -14,7 +14,14 @@ from typing import Any
 
 from daskfarm import _execute, config
 from daskfarm._batching import BatchSizer
-from daskfarm._checks import catch_sigterm, check_positive, check_task, qualified_name, safe_name
+from daskfarm._checks import (
+    catch_sigterm,
+    check_map_options,
+    check_positive,
+    check_task,
+    qualified_name,
+    safe_name,
+)
 from daskfarm._connect import connect
 from daskfarm._preflight import preflight
 from daskfarm._stream import Feeder
@@ -315,6 +322,8 @@ class Farm:
                 f"{type(items).__name__}; to run one item, pass [item]"
             )
         check_errors_option(errors)
+        check_map_options(name=name, store=store, plot=plot, initkwds=initkwds,
+                          numitems=numitems)
         buffersize = check_positive("buffersize", buffersize)
         if batch_size != "auto":
             batch_size = check_positive("batch_size", batch_size)
@@ -404,7 +413,9 @@ class Farm:
                          exc_info=True)
 
     def _closed_client(self) -> bool:
-        return self.client.status in ("closing", "closed")
+        # anything but "running" (closing, closed, or reconnecting to a lost scheduler): a
+        # call now would block until it times out
+        return self.client.status != "running"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -459,9 +470,13 @@ class Farm:
             except Exception:
                 pass
         for dm in self._owned_stores:
-            dm.close()
+            try:
+                dm.close()
+            except Exception:  # already raised by its run; the cluster must close anyway
+                logger.warning("closing the store %s failed", dm.path, exc_info=True)
         self._conn.close()
-        if self._previous_sigterm is not None:
+        if (self._previous_sigterm is not None
+                and threading.current_thread() is threading.main_thread()):
             signal.signal(signal.SIGTERM, self._previous_sigterm)
         logger.debug("farm closed")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import stat
 from dataclasses import dataclass
 
 from daskfarm.exceptions import StoreFormatError
@@ -13,7 +14,7 @@ from daskfarm.store._record import BLOB, BLOBS_SUFFIX, SUFFIX, blobs_dir
 __all__ = ["CheckEntry", "CheckReport", "check_store"]
 
 #: Statuses that are problems; "ok" and "in-progress" (a live writer's unfinished tail) are not.
-PROBLEMS = ("stray", "truncated", "corrupt", "foreign", "newer", "missing-blob")
+PROBLEMS = ("stray", "truncated", "corrupt", "foreign", "newer", "unreadable", "missing-blob")
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,23 @@ def check_store(path: os.PathLike[str] | str) -> CheckReport:
             entries.append(CheckEntry(name, "stray", detail="not a daskfarm shard"))
             continue
         try:
+            mode = entry.stat().st_mode  # follows a symbolic link
+        except FileNotFoundError:
+            if entry.is_symlink():
+                entries.append(CheckEntry(name, "stray", detail="a link to a missing file"))
+            continue  # removed while we looked
+        if not stat.S_ISREG(mode):  # opening a FIFO would block
+            entries.append(CheckEntry(name, "stray", detail="not a regular file"))
+            continue
+        try:
             log = Log(entry.path)
         except StoreFormatError as e:
             entries.append(CheckEntry(name, getattr(e, "reason", "foreign"), detail=str(e)))
             continue
-        except OSError:  # removed while we looked
+        except FileNotFoundError:  # removed while we looked
+            continue
+        except OSError as e:
+            entries.append(CheckEntry(name, "unreadable", detail=str(e.strerror or e)))
             continue
         records = sum(len(b.keys) for b in log.blocks)
         status, detail = "ok", f"{len(log.blocks)} blocks, {log.end} bytes"

@@ -185,13 +185,11 @@ class Log(ZictBase[str, Any]):
             data = b"".join(c[0] for c in chunks)
             fd = self._open_for_append()
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                _write_all(fd, data)
                 sync(fd)
             except OSError as e:
                 self._cut_back(fd)
-                raise store_error(e, "commit records to", self.path) from e
+                raise store_error(e, f"commit {self.npending} records to", self.path) from e
             pos = self.end
             for raw, blk in chunks:
                 blk.offset = pos + BLOCK.size
@@ -250,7 +248,7 @@ class Log(ZictBase[str, Any]):
         except OSError as e:
             raise store_error(e, "create shard", self.path) from e
         try:
-            os.write(fd, head)
+            _write_all(fd, head)  # a short write would leave a header no reader accepts
             sync(fd)
         except OSError as e:
             os.close(fd)
@@ -389,6 +387,13 @@ class Log(ZictBase[str, Any]):
 
     def __len__(self) -> int:
         return len(self._ensure_index())
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``: a nearly full disk may take it in several short writes."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _dumps_values(values: list, threshold: int | None) -> tuple[bytes, bool]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import stat
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from typing import Any
@@ -63,6 +64,8 @@ class View:
             return False
         for entry in entries:
             name = entry.name
+            if name.startswith("."):
+                continue  # hidden: a copy in progress (store merge) or the OS's own files
             if entry.is_dir():
                 if not name.endswith(BLOBS_SUFFIX):
                     warn(name, "stray", "a directory that is not part of a daskfarm store; "
@@ -73,8 +76,20 @@ class View:
                      "of the store directory)")
                 continue
             try:
-                st = entry.stat()
-                log = self.logs.get(name)
+                st = entry.stat()  # follows a symbolic link
+            except FileNotFoundError:
+                if name in self.logs:
+                    return False  # a shard we had vanished: start again
+                if entry.is_symlink():
+                    warn(name, "dangling", "a symbolic link to a missing file; skipped")
+                continue  # removed since the listing: nothing to read
+            if not stat.S_ISREG(st.st_mode):
+                # opening a FIFO would block every reader for ever
+                warn(name, "special", "not a regular file (a FIFO, socket or device); skipped "
+                     "(move it out of the store directory)")
+                continue
+            log = self.logs.get(name)
+            try:
                 if log is None:
                     if skipped.get(name) == (st.st_size, st.st_mtime_ns):
                         continue
@@ -92,7 +107,16 @@ class View:
                 warn(name, e.reason, f"{e}; skipped")
                 continue
             except FileNotFoundError:
-                return name not in self.logs  # it vanished: start again if we had it
+                if name in self.logs:
+                    return False
+                continue
+            except OSError as e:
+                # No permission, an I/O error: skip it, read the others, and try it again at
+                # the next rescan (a chmod does not change what `skipped` compares).
+                kept = "; the records read from it before are kept" if log is not None else ""
+                warn(name, ("unreadable", e.errno),
+                     f"cannot be read ({e.strerror or e}); skipped{kept}")
+                continue
             if log.problem:
                 kind, detail = log.problem
                 if kind != "truncated" or not log.writer_alive():
