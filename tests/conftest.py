@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import psutil
 import pytest
+from distributed import Event
 
 from daskfarm import Farm
 
@@ -27,6 +29,17 @@ def wait_for(predicate, timeout=30.0, interval=0.05, message="condition"):
 def farm():
     with Farm(n_workers=2, threads_per_worker=1) as f:
         yield f
+
+
+@pytest.fixture
+def release(farm):
+    """A fresh distributed.Event that gated tasks wait for; set at teardown, so no task outlives
+    its test (uses whichever ``farm`` fixture the test module sees)."""
+    event = Event(f"release-{uuid.uuid4().hex}", client=farm.client)
+    try:
+        yield event
+    finally:
+        event.set()
 
 
 def _feeders():

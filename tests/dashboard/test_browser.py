@@ -45,15 +45,6 @@ def farm():
         yield farm
 
 
-@pytest.fixture
-def release(farm):
-    """The Event the gated tasks wait for; set at teardown so no task outlives the test."""
-    event = Event(f"release-{uuid.uuid4().hex}", client=farm.client)
-    try:
-        yield event
-    finally:
-        event.set()
-
 
 def gated(release, **kwargs):
     return functools.partial(_tasks.gated, event=release.name, **kwargs)

@@ -13,11 +13,9 @@ import importlib.util
 import os
 import signal
 import sys
-import uuid
 
 import dask
 import pytest
-from distributed import Event
 
 from daskfarm import DataManager, Farm, FarmPicklingError, WorkerImportError
 from tests.conftest import wait_for
@@ -32,14 +30,6 @@ def farm():
     with farm:
         yield farm
 
-
-@pytest.fixture
-def release(farm):
-    event = Event(f"release-{uuid.uuid4().hex}", client=farm.client)
-    try:
-        yield event
-    finally:
-        event.set()
 
 
 def busy_threads(farm) -> int:

@@ -31,14 +31,6 @@ def farm():
         yield farm
 
 
-@pytest.fixture
-def release(farm):
-    event = Event(f"release-{uuid.uuid4().hex}", client=farm.client)
-    try:
-        yield event
-    finally:
-        event.set()
-
 
 def stored_once(store, items) -> None:
     """Every item has exactly one record, and its value."""
