@@ -467,10 +467,20 @@ class Feeder(threading.Thread):
         if self.session is not None:
             self.session.maybe_flush()
         self._send_status("update")
-        if self.bar is not None:
-            self.bar.update(run)
+        self._draw_bar("update")
         if run._callbacks["progress"]:
             run._fire("progress", run.progress)
+
+    def _draw_bar(self, how: str) -> None:
+        """Draw the terminal bar; a bar that cannot be written (stderr closed) is dropped,
+        never the run."""
+        if self.bar is None:
+            return
+        try:
+            getattr(self.bar, how)(self.run_)
+        except Exception:
+            logger.debug("the progress bar cannot be drawn any more", exc_info=True)
+            self.bar = None
 
     def _plot(self, pairs: list) -> None:
         for item, value in pairs:
@@ -523,8 +533,7 @@ class Feeder(threading.Thread):
                 run._status = "finished"
             run._in_flight = 0
         self._send_status("finish")
-        if self.bar is not None:
-            self.bar.close(run)
+        self._draw_bar("close")
         run._fire("progress", run.progress if run._status != "finished" else 1.0)
         with run._cond:
             run._finished = True

@@ -8,6 +8,10 @@
     Start a run and leave the ``with Farm()`` block without iterating: the Farm drains it.
     ``DRAINING`` is printed once a few results are stored.
 
+``bar``
+    A run with a terminal progress bar (on stderr, which the test closes), printing
+    ``DONE <status> <done>`` when it ends.
+
 ``READY`` is printed once the run is going. Every result is stored in STORE; every execution
 leaves a marker file in MARKS.
 """
@@ -22,6 +26,7 @@ from daskfarm import Farm
 from tests.faults import _tasks
 
 N_ITEMS = 400
+N_BAR_ITEMS = 10
 
 
 def main(mode: str, store: str, marks: str) -> None:
@@ -40,6 +45,15 @@ def main(mode: str, store: str, marks: str) -> None:
                            progress=False)
             run.on_result(functools.partial(_announce, itertools.count(1)))
             print("READY", flush=True)
+        elif mode == "bar":
+            task = functools.partial(_tasks.paced, directory=marks, seconds=0.3)
+            run = farm.map(task, range(N_BAR_ITEMS), store=store, batch_size=1, name="paced",
+                           progress=True)
+            results = iter(run)
+            next(results)
+            print("READY", flush=True)
+            summary = run.wait(timeout=120)
+            print(f"DONE {summary.status} {summary.done}", flush=True)
         else:
             raise SystemExit(f"unknown mode {mode!r}")
     print("CLOSED", flush=True)

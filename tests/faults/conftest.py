@@ -105,14 +105,15 @@ class Lines:
 class Script:
     """``python -m tests.faults._script MODE STORE MARKS`` in a process group of its own."""
 
-    def __init__(self, mode: str, store: Path, marks: Path):
+    def __init__(self, mode: str, store: Path, marks: Path, read_stderr: bool = True):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.faults._script", mode, str(store), str(marks)],
             cwd=ROOT, env=env_with_repo(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
         self.pgid = self.proc.pid
         self.out = Lines(self.proc.stdout)
-        self.err = Lines(self.proc.stderr)
+        # read_stderr=False: the test holds the pipe's read end (to close it, say)
+        self.err = Lines(self.proc.stderr) if read_stderr else None
 
     def wait_for(self, text: str, timeout: float = 90) -> None:
         try:
@@ -124,6 +125,8 @@ class Script:
 
     def stderr(self) -> str:
         """What the script wrote to stderr so far."""
+        if self.err is None:
+            return "(not read)"
         while True:
             try:
                 if self.err._take(0.001) is None:
@@ -146,7 +149,8 @@ class Script:
         """Kill the script's group, then close its pipes once the readers have finished."""
         kill_group(self.proc)
         for lines, stream in ((self.out, self.proc.stdout), (self.err, self.proc.stderr)):
-            lines.thread.join(timeout=30)
+            if lines is not None:
+                lines.thread.join(timeout=30)
             stream.close()
 
 
@@ -155,9 +159,9 @@ def scripts():
     """Start farm scripts with ``scripts(mode, store, marks)``; their groups die at teardown."""
     started: list[Script] = []
 
-    def start(mode: str, store: Path, marks: Path) -> Script:
+    def start(mode: str, store: Path, marks: Path, **kwargs) -> Script:
         marks.mkdir(exist_ok=True)
-        script = Script(mode, store, marks)
+        script = Script(mode, store, marks, **kwargs)
         started.append(script)
         return script
 
@@ -189,9 +193,19 @@ class DaskCluster:
                 return None
 
         self.address = wait_for(read_info, timeout=90, message="the scheduler")["address"]
+        self.start_worker(nthreads)
+
+    def start_worker(self, nthreads: int = 2) -> None:
         self.worker = self._spawn(["worker", self.address, "--nthreads", str(nthreads),
                                    "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard"],
                                   "worker")
+
+    def restart_scheduler(self) -> None:
+        """SIGKILL the scheduler and start a new one at the same address at once."""
+        kill_group(self.scheduler)
+        port = self.address.rsplit(":", 1)[1]
+        self.scheduler = self._spawn(["scheduler", "--host", "127.0.0.1", "--port", port,
+                                      "--no-dashboard"], "scheduler-2")
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
         with open(self.directory / f"{name}.log", "wb") as log:

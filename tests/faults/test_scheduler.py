@@ -1,7 +1,8 @@
-"""The scheduler of a remote cluster dies mid-run.
+"""The scheduler of a remote cluster dies mid-run, or is restarted at once.
 
-Nothing can be computed any more: the run must stop with a clear error soon, and the store
-must keep every result that reached the client before.
+Either way the work in flight is gone (a reconnecting client cancels every future, and a
+``dask worker`` stops when its scheduler goes): the run must stop with a clear error soon,
+and the store must keep every result that reached the client before.
 """
 
 from __future__ import annotations
@@ -43,3 +44,24 @@ def test_scheduler_killed_mid_run_raises_promptly_and_keeps_what_arrived(dask_cl
     with DataManager(store) as dm:
         assert sorted(dm.params(k) for k in dm.keys()) == received
         assert dm.check().ok
+
+
+@pytest.mark.xfail(strict=True, reason="a client that reconnects within connect.timeout lets "
+                   "the run go on: its in-flight items count as cancelled and it waits for "
+                   "workers that left with the old scheduler (report, bug 3b)")
+def test_scheduler_restarted_mid_run_still_stops_the_run(dask_cluster, tmp_path):
+    store = tmp_path / "store"
+    never = f"never-{uuid.uuid4().hex}"
+    task = functools.partial(_tasks.gate_from, event=never, first=4)
+    with Farm(dask_cluster.address, timeout=30) as farm:
+        farm.client.wait_for_workers(1, timeout=90)
+        run = farm.map(task, range(20), store=store, batch_size=1, buffersize=4,
+                       progress=False)
+        results = iter(run)
+        received = sorted(next(results)[0] for _ in range(4))
+        dask_cluster.restart_scheduler()
+        with pytest.raises(FarmConnectionError):
+            run.wait(timeout=PROMPT)
+        assert run.status == "failed"
+    with DataManager(store) as dm:
+        assert sorted(dm.params(k) for k in dm.keys()) == received
