@@ -68,12 +68,12 @@ def bench_task(i, report, seconds, reporting):
 
 
 def fake_plugin(n):
-    from daskfarm.progress.plugin import FarmPlugin, RunState, TaskRow
+    from daskfarm.scheduler.plugin import FarmPlugin
+    from daskfarm.scheduler.state import RunRecord, TaskRow
 
     plugin = FarmPlugin(token="bench")
-    plugin._init_state()
     now = time.time()
-    run = RunState(run_id="bench-0123456789ab", name="bench", total=10 * n)
+    run = RunRecord(run_id="bench-0123456789ab", name="bench", total=10 * n)
     run.started = now - 60
     for b in range(n):
         key = (run.run_id, b)

@@ -10,40 +10,101 @@ result in a store that resumes interrupted sweeps and merges results from severa
 ...         print(result)
 """
 
-from daskfarm.compat import (
-    Signal,
-    SignalSpy,
-    WorkerController,
-    make_text_report,
-    run_tasks,
-    time_rep,
-)
-from daskfarm.exceptions import (
-    CorruptShardWarning,
-    FarmClosedError,
-    FarmConnectionError,
-    FarmError,
-    FarmPicklingError,
-    FarmStateError,
-    FarmTypeError,
-    FarmValueError,
-    FarmWarning,
-    SchedulerImportError,
-    StoreError,
-    StoreFormatError,
-    TaskCancelled,
-    TaskFailedError,
-    VersionMismatchWarning,
-    WorkerImportError,
-    WorkerVersionError,
-)
-from daskfarm.farm import Farm
-from daskfarm.progress.plugin import FarmPlugin
-from daskfarm.progress.reporter import Reporter, report
-from daskfarm.run import Failure, Run, RunSummary
-from daskfarm.store import DataManager, Record, Session
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Names are loaded on first use (PEP 562): a worker or scheduler that imports daskfarm to run
+# a task loads distributed's worker side and nothing of the store, Bokeh, tqdm or compat.
+_WHERE = {
+    "CorruptShardWarning": "daskfarm.exceptions",
+    "DataManager": "daskfarm.store",
+    "Failure": "daskfarm.run",
+    "Farm": "daskfarm.farm",
+    "FarmClosedError": "daskfarm.exceptions",
+    "FarmConnectionError": "daskfarm.exceptions",
+    "FarmError": "daskfarm.exceptions",
+    "FarmPicklingError": "daskfarm.exceptions",
+    "FarmPlugin": "daskfarm.scheduler.plugin",
+    "FarmStateError": "daskfarm.exceptions",
+    "FarmTypeError": "daskfarm.exceptions",
+    "FarmValueError": "daskfarm.exceptions",
+    "FarmWarning": "daskfarm.exceptions",
+    "HardStopWarning": "daskfarm.exceptions",
+    "ItemTimeoutError": "daskfarm.exceptions",
+    "Record": "daskfarm.store",
+    "Reporter": "daskfarm.worker.reporter",
+    "Run": "daskfarm.run",
+    "RunSummary": "daskfarm.run",
+    "SchedulerImportError": "daskfarm.exceptions",
+    "Session": "daskfarm.store",
+    "Signal": "daskfarm.compat",
+    "SignalSpy": "daskfarm.compat",
+    "StoreError": "daskfarm.exceptions",
+    "StoreFormatError": "daskfarm.exceptions",
+    "TaskCancelled": "daskfarm.exceptions",
+    "TaskFailedError": "daskfarm.exceptions",
+    "VersionMismatchWarning": "daskfarm.exceptions",
+    "WorkerController": "daskfarm.compat",
+    "WorkerImportError": "daskfarm.exceptions",
+    "WorkerVersionError": "daskfarm.exceptions",
+    "make_text_report": "daskfarm.compat",
+    "report": "daskfarm.worker.reporter",
+    "run_tasks": "daskfarm.compat",
+    "time_rep": "daskfarm.compat",
+}
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'daskfarm' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from daskfarm.compat import (
+        Signal,
+        SignalSpy,
+        WorkerController,
+        make_text_report,
+        run_tasks,
+        time_rep,
+    )
+    from daskfarm.exceptions import (
+        CorruptShardWarning,
+        FarmClosedError,
+        FarmConnectionError,
+        FarmError,
+        FarmPicklingError,
+        FarmStateError,
+        FarmTypeError,
+        FarmValueError,
+        FarmWarning,
+        HardStopWarning,
+        ItemTimeoutError,
+        SchedulerImportError,
+        StoreError,
+        StoreFormatError,
+        TaskCancelled,
+        TaskFailedError,
+        VersionMismatchWarning,
+        WorkerImportError,
+        WorkerVersionError,
+    )
+    from daskfarm.farm import Farm
+    from daskfarm.run import Failure, Run, RunSummary
+    from daskfarm.scheduler.plugin import FarmPlugin
+    from daskfarm.store import DataManager, Record, Session
+    from daskfarm.worker.reporter import Reporter, report
 
 __all__ = [
     "CorruptShardWarning",
@@ -59,6 +120,8 @@ __all__ = [
     "FarmTypeError",
     "FarmValueError",
     "FarmWarning",
+    "HardStopWarning",
+    "ItemTimeoutError",
     "Record",
     "Reporter",
     "Run",

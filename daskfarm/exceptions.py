@@ -15,12 +15,14 @@ Every error derives from :class:`FarmError` *and* from the built-in type it refi
     ├── SchedulerImportError (ImportError)   a scheduler that cannot import daskfarm
     ├── TaskFailedError (RuntimeError)       a task failure whose exception could not be sent back
     ├── TaskCancelled (concurrent.futures.CancelledError)  raised by report() in a cancelled task
+    ├── ItemTimeoutError (TimeoutError)      an item that ran longer than map(timeout=...)
     └── StoreError (OSError)                 a store path that is a file, unwritable, or a full disk
         └── StoreFormatError                 a shard that is not a daskfarm shard, or a newer format
 
     FarmWarning (UserWarning)
     ├── CorruptShardWarning                  a stray, truncated or corrupt file skipped by a read
-    └── VersionMismatchWarning               a worker whose versions differ at patch level
+    ├── VersionMismatchWarning               a worker whose versions differ at patch level
+    └── HardStopWarning                      a stop that cannot be hard (a worker without a nanny)
 
 Messages name the problem and the call that fixes it.
 """
@@ -39,6 +41,8 @@ __all__ = [
     "FarmTypeError",
     "FarmValueError",
     "FarmWarning",
+    "HardStopWarning",
+    "ItemTimeoutError",
     "SchedulerImportError",
     "StoreError",
     "StoreFormatError",
@@ -120,6 +124,16 @@ class TaskCancelled(FarmError, concurrent.futures.CancelledError):
     """
 
 
+class ItemTimeoutError(FarmError, TimeoutError):
+    """An item that ran longer than ``map(timeout=...)`` on its worker.
+
+    Raised inside the task at its next ``report()`` call once the time is up; a task that does
+    not report is stopped hard after the grace period (``daskfarm.cancel-grace``) by restarting
+    its worker process. Either way it is the item's failure: ``retries`` apply, and
+    ``errors="continue"`` records it and goes on.
+    """
+
+
 class StoreError(FarmError, OSError):
     """A result store that cannot be opened or written (a file in its place, no permission,
     a full disk)."""
@@ -140,3 +154,9 @@ class CorruptShardWarning(FarmWarning):
 
 class VersionMismatchWarning(FarmWarning):
     """A worker whose versions differ from the client's at patch level only."""
+
+
+class HardStopWarning(FarmWarning):
+    """A cancel or timeout that cannot stop a running item hard: its worker has no nanny to
+    restart it (``Farm(processes=False)``, ``dask worker --no-nanny``). The stop stays
+    cooperative there: the item stops at its next ``report()``, or runs to its end."""

@@ -3,36 +3,28 @@
 from __future__ import annotations
 
 import logging
-import math
-import signal
 import threading
 import urllib.parse
-import uuid
 import warnings
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable
 from typing import Any
 
-from daskfarm import _execute, config
-from daskfarm._batching import BatchSizer
-from daskfarm._checks import (
-    catch_sigterm,
-    check_map_options,
-    check_positive,
-    check_task,
-    qualified_name,
-    safe_name,
+from daskfarm import _distributed, config
+from daskfarm._protocol import (
+    CONTROL_TOPIC,
+    INFO_HANDLER,
+    SUMMARY_TOPIC,
+    Control,
+    Star,
 )
-from daskfarm._connect import connect
-from daskfarm._preflight import preflight
-from daskfarm._stream import Feeder
-from daskfarm.exceptions import (
-    FarmClosedError,
-    FarmTypeError,
-    FarmValueError,
-)
-from daskfarm.progress.plugin import CONTROL_TOPIC, SUMMARY_TOPIC, FarmPlugin
-from daskfarm.progress.views import TerminalBar, want_bar
-from daskfarm.run import Run, check_errors_option
+from daskfarm.client.connect import connect
+from daskfarm.client.launch import end_run, start_run
+from daskfarm.client.options import MapOptions
+from daskfarm.client.preflight import preflight
+from daskfarm.client.sigterm import catch_sigterm, restore_sigterm
+from daskfarm.exceptions import FarmClosedError
+from daskfarm.run import Run
+from daskfarm.scheduler.plugin import FarmPlugin
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +115,7 @@ class Farm:
         self._closed = True  # until connected: a failed __init__ has nothing to close
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
+        self._engines: dict[str, tuple] = {}  # run id -> (RunState, Feeder)
         self._owned_stores: list = []
         self._panel_path: str | None = None
         self._conn = connect(address, n_workers=n_workers, threads_per_worker=threads_per_worker,
@@ -147,15 +140,17 @@ class Farm:
         client = self.client
         if not self._conn.owns_cluster:
             try:  # preloaded (dask scheduler --preload daskfarm.dashboard) or registered before
-                if client.run_on_scheduler(_has_plugin):
-                    info = client.sync(client.scheduler.daskfarm_info)
+                if client.run_on_scheduler(_distributed.has_handler, name=INFO_HANDLER):
+                    info = client.sync(getattr(client.scheduler, INFO_HANDLER))
                     self._panel_path = info.get("panel_path")
-                    return info.get("token"), True
+                    # controls=False here: this Farm's link carries no token, whatever the
+                    # scheduler's own setting (it was started by somebody else)
+                    return (info.get("token") if controls else None), True
             except Exception:
                 logger.debug("no daskfarm plugin on the scheduler yet", exc_info=True)
         try:
             client.register_plugin(FarmPlugin(controls=controls))
-            info = client.sync(client.scheduler.daskfarm_info)
+            info = client.sync(getattr(client.scheduler, INFO_HANDLER))
             self._panel_path = info.get("panel_path")
             return info.get("token"), True
         except Exception as exc:
@@ -168,25 +163,30 @@ class Farm:
             return None, False
 
     def _on_summary(self, event: tuple) -> None:
+        # Runs on the client's event loop: set flags only, never block.
         _, msg = event
-        for run_id, (processing, fractions) in msg.get("runs", {}).items():
-            run = self._runs.get(run_id)
-            if run is not None:
-                run._remote = (int(processing), float(fractions))
+        for run_id, (executing, fractions) in msg.get("runs", {}).items():
+            engine = self._engines.get(run_id)
+            if engine is not None:
+                engine[0].set_remote(int(executing), float(fractions))
 
     def _on_control(self, event: tuple) -> None:
         # Runs on the client's event loop: set flags only, never block.
         _, msg = event
-        run = self._runs.get(msg.get("run"))
-        if run is None:
+        engine = self._engines.get(msg.get("run"))
+        if engine is None:
             return
+        state = engine[0]
         action = msg.get("action")
-        if action == "terminate":
-            run._request_cancel()
-        elif action == "suspend":
-            run.suspend()
-        elif action == "resume":
-            run.resume()
+        if action == Control.TERMINATE:
+            state.request_cancel(config.get_seconds("cancel-grace"))
+        elif action == Control.SUSPEND:
+            state.suspend()
+        elif action == Control.RESUME:
+            state.resume()
+        elif action == Control.TIMEOUT and isinstance(msg.get("key"), list):
+            state.note_timeout(tuple(msg["key"]), int(msg.get("i", -1)),
+                               float(msg.get("seconds") or 0.0))
 
     @property
     def dashboard_link(self) -> str | None:
@@ -229,9 +229,9 @@ class Farm:
             numitems: int | None = None, ordered: bool = False, buffersize: int | None = None,
             batch_size: int | str | None = None, retries: int | None = None,
             errors: str | None = None, progress: Any = None, name: str | None = None,
-            version: Any = None,
-            resume: bool = True, initargs: Iterable = (), initkwds: dict | None = None,
-            plot: Any = None) -> Run:
+            version: Any = None, resume: bool = True, initargs: Iterable = (),
+            initkwds: dict | None = None, plot: Any = None,
+            timeout: float | str | None = None) -> Run:
         """Run ``task`` over every item of ``items``, streaming; return the :class:`Run`.
 
         Parameters
@@ -255,7 +255,7 @@ class Farm:
         batch_size : "auto" or int, optional
             Items per Dask task. "auto" measures item durations and groups short items.
         retries : int, optional
-            Extra attempts for an item whose task raises.
+            Extra attempts for an item whose task raises (or times out).
         errors : {"raise", "continue"}, optional
             Stop at the first failure and raise it, or record failures and go on.
         progress : "auto", bool, optional
@@ -268,11 +268,17 @@ class Farm:
             Constructor arguments of a class task.
         plot : callable, optional
             ``plot(item, result) -> (x, y)``, drawn live in the panel.
+        timeout : float or str, optional
+            Seconds (or a string such as ``"10 minutes"``) an item may run, counted from its
+            start on a worker; an item that runs longer fails with
+            :class:`~daskfarm.ItemTimeoutError`: at its next ``report()``, or, if it does not
+            report, by a restart of its worker process after the grace period
+            (``daskfarm.cancel-grace``). Default: no limit.
 
         Every option left ``None`` takes its value from the Dask config (``daskfarm.buffersize``,
         ``daskfarm.batch-size``, ``daskfarm.retries``, ``daskfarm.errors``,
-        ``daskfarm.progress``); ``daskfarm.report-interval`` and ``daskfarm.store.*`` set the
-        progress throttle and how often the store commits.
+        ``daskfarm.progress``, ``daskfarm.timeout``); ``daskfarm.report-interval`` and
+        ``daskfarm.store.*`` set the progress throttle and how often the store commits.
 
         Returns
         -------
@@ -291,11 +297,11 @@ class Farm:
         ...     for result in farm.map(simulate, params, store="results/"):
         ...         print(result)
         """
-        return self._map(task, items, _execute.STAR_NEVER, store=store, numitems=numitems,
+        return self._map(task, items, Star.NEVER, store=store, numitems=numitems,
                          ordered=ordered, buffersize=buffersize, batch_size=batch_size,
                          retries=retries, errors=errors, progress=progress, name=name,
                          version=version, resume=resume, initargs=initargs, initkwds=initkwds,
-                         plot=plot)
+                         plot=plot, timeout=timeout)
 
     def starmap(self, task: Any, items: Iterable | None, **kwargs: Any) -> Run:
         """Like :meth:`map`, with each item (a tuple) expanded into positional arguments.
@@ -304,68 +310,19 @@ class Farm:
         --------
         >>> farm.starmap(pow, [(2, 3), (3, 2)], ordered=True)   # doctest: +SKIP
         """
-        return self._map(task, items, _execute.STAR_ALWAYS, **kwargs)
+        return self._map(task, items, Star.ALWAYS, **kwargs)
 
-    def _map(self, task, items, star, *, store=None, numitems=None, ordered=False,
-             buffersize=None, batch_size=None, retries=None, errors=None, progress=None,
-             name=None, version=None, resume=True, initargs=(), initkwds=None, plot=None) -> Run:
+    def _map(self, task: Any, items: Iterable | None, star: Star, **options: Any) -> Run:
+        """``map`` with a choice of how items are passed (compat's run_tasks: Star.TUPLES)."""
         self._check_open()
-        buffersize = config.get("buffersize", buffersize)
-        batch_size = config.get("batch-size", batch_size)
-        retries = config.get("retries", retries)
-        errors = config.get("errors", errors)
-        progress = config.get("progress", progress)
-        check_task(task)
-        if items is not None and not isinstance(items, Iterable):
-            raise FarmTypeError(
-                f"items must be an iterable (a list, a range, a generator...), not "
-                f"{type(items).__name__}; to run one item, pass [item]"
-            )
-        check_errors_option(errors)
-        check_map_options(name=name, store=store, plot=plot, initkwds=initkwds,
-                          numitems=numitems)
-        buffersize = check_positive("buffersize", buffersize)
-        if batch_size != "auto":
-            batch_size = check_positive("batch_size", batch_size)
-        if not isinstance(retries, int) or retries < 0:
-            raise FarmValueError(f"retries must be a whole number >= 0, not {retries!r}")
-        total = numitems
-        if total is None and isinstance(items, Sized):
-            total = len(items)
-        identity = name or qualified_name(task)
-        run_id = f"{safe_name(identity.rsplit('.', 1)[-1])}-{uuid.uuid4().hex[:12]}"
-        spec = _execute.make_spec(task, star=star, initargs=initargs, initkwds=initkwds,
-                                  retries=retries,
-                                  report_interval=config.get_seconds("report-interval"))
-        spec_bytes = _execute.dumps_spec(spec)
-        self._preflight(spec_bytes, identity)
-
-        dm = self._open_store(store)
-        session = stored = None
-        if dm is not None:
-            stored = dm.stored_keys() if resume else None
-            session = dm.session(run_id=run_id, task=identity, version=version,
-                                 commit_interval=config.get_seconds("store.commit-interval"),
-                                 commit_records=int(config.get("store.commit-records")))
-        run = Run(run_id=run_id, name=name or identity.rsplit(".", 1)[-1], total=total,
-                  ordered=ordered, buffersize=buffersize, errors=errors,
-                  input_open=items is None)
-        if items is None:
-            run._total = None
-        bar = TerminalBar(run.name, total) if want_bar(progress) else None
-        fixed = None if batch_size == "auto" else batch_size
-        sizer = BatchSizer(fixed)
-        feeder = Feeder(run, client=self.client, items=items, spec_bytes=spec_bytes,
-                        identity=f"{identity}:{version!r}", store_session=session,
-                        stored_keys=stored, sizer=sizer, capacity=self._capacity, retries=retries,
-                        progress_bar=bar, plot=plot, farm_plugin=self._plugin)
-        feeder.on_end = lambda: self._end_run(run, session, spec.is_class)
-        run._feeder = feeder
+        opts = MapOptions.resolve(Star(star), **options)
+        run, state, feeder = start_run(self, task, items, opts)
         with self._lock:
             self._check_open()
-            self._runs[run_id] = run
+            self._runs[run.run_id] = run
+            self._engines[run.run_id] = (state, feeder)
             feeder.start()
-        logger.debug("run %s started (%s)", run_id, identity)
+        logger.debug("run %s started", run.run_id)
         return run
 
     def _capacity(self) -> int:
@@ -380,14 +337,10 @@ class Farm:
         except Exception:  # a closing client: the run is ending anyway
             return 1
         total = max(1, sum(threads.values()))
-        maximum = getattr(getattr(self._conn.cluster, "_adaptive", None), "maximum", None)
-        if isinstance(maximum, (int, float)) and 0 < maximum < math.inf:
-            total = max(total, int(maximum) * max(threads.values(), default=1))
+        maximum = _distributed.adaptive_maximum(self._conn.cluster)
+        if maximum is not None:
+            total = max(total, maximum * max(threads.values(), default=1))
         return total
-
-    def _preflight(self, spec_bytes: bytes, identity: str) -> None:
-        """Check that every worker can load the task, with our versions, before the first item."""
-        preflight(self.client, spec_bytes, identity)
 
     def _open_store(self, store: Any):
         if store is None:
@@ -400,22 +353,9 @@ class Farm:
         self._owned_stores.append(dm)
         return dm
 
-    def _end_run(self, run: Run, session: Any, is_class: bool) -> None:
+    def _end_run(self, run_id: str, session: Any) -> None:
         """Called by the feeder as the run ends: close its shard and the workers' copies."""
-        if session is not None:
-            session.close()
-        if self._closed_client():
-            return
-        try:
-            self.client.run(_execute.close_run, run.run_id, on_error="ignore")
-        except Exception:
-            logger.debug("could not tell the workers that run %s ended", run.run_id,
-                         exc_info=True)
-
-    def _closed_client(self) -> bool:
-        # anything but "running" (closing, closed, or reconnecting to a lost scheduler): a
-        # call now would block until it times out
-        return self.client.status != "running"
+        end_run(self.client, run_id, session)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -441,8 +381,14 @@ class Farm:
         error: BaseException | None = None
         try:
             for run in list(self._runs.values()):
-                if cancel or run.status == "suspended":
-                    # a suspended run cannot be drained: it would wait forever
+                state = self._engines[run.run_id][0]
+                if cancel or state.suspended or (state.input_open() and not run.done):
+                    # a suspended run, or one whose input is still open, cannot be drained:
+                    # it would wait for ever
+                    if not cancel and state.input_open():
+                        logger.warning("run %s still took items (add()) when the Farm "
+                                       "closed: cancelled; call close_input() to let it "
+                                       "finish", run.name)
                     run.cancel()
                 else:
                     try:
@@ -450,8 +396,8 @@ class Farm:
                     except Exception as exc:
                         error = error or exc
         except BaseException:
-            for run in self._runs.values():
-                run._request_cancel()
+            for state, _ in self._engines.values():
+                state.request_cancel(0)  # a second Ctrl-C: stop hard
             raise
         finally:
             self._shutdown()
@@ -459,11 +405,10 @@ class Farm:
             raise error
 
     def _shutdown(self) -> None:
-        for run in self._runs.values():
-            run._request_cancel()
-        for run in self._runs.values():
-            if run._feeder is not None and run._feeder.is_alive():
-                run._feeder.join(timeout=30)
+        for state, _ in self._engines.values():
+            state.request_cancel(0)
+        for _, feeder in self._engines.values():
+            feeder.join(timeout=30)
         for topic in (SUMMARY_TOPIC, CONTROL_TOPIC):
             try:
                 self.client.unsubscribe_topic(topic)
@@ -475,9 +420,7 @@ class Farm:
             except Exception:  # already raised by its run; the cluster must close anyway
                 logger.warning("closing the store %s failed", dm.path, exc_info=True)
         self._conn.close()
-        if (self._previous_sigterm is not None
-                and threading.current_thread() is threading.main_thread()):
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        restore_sigterm(self._previous_sigterm)
         logger.debug("farm closed")
 
     def __enter__(self) -> Farm:
@@ -495,11 +438,3 @@ class Farm:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._runs)} runs"
         return f"<Farm {self.client.scheduler.address if not self._closed else ''} {state}>"
-
-
-#: Seconds between two looks at the cluster's size during a run.
-
-
-def _has_plugin(dask_scheduler: Any = None) -> bool:
-    """On the scheduler: does a FarmPlugin serve ``daskfarm_info`` there already?"""
-    return "daskfarm_info" in dask_scheduler.handlers

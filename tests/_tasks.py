@@ -19,6 +19,13 @@ def noop(x):
     return x
 
 
+def dask_key(x):
+    """The key of the Dask task running this item (items of one batch share it)."""
+    from distributed import get_worker
+
+    return str(get_worker().get_current_task())
+
+
 def add(a, b):
     return a + b
 

@@ -42,6 +42,16 @@ def release(farm):
         event.set()
 
 
+def _task_states(run_id, dask_scheduler=None):
+    return sorted(ts.state for key, ts in dask_scheduler.tasks.items()
+                  if type(key) is tuple and key[0] == run_id)
+
+
+def scheduler_states(farm, run_id):
+    """The scheduler's states of a run's Dask tasks (keys are ``(run_id, n)``)."""
+    return farm.client.run_on_scheduler(_task_states, run_id)
+
+
 def _feeders():
     return [t for t in threading.enumerate() if t.name.startswith("daskfarm-feeder-")]
 

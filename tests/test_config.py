@@ -11,8 +11,10 @@ import dask
 import pytest
 import yaml
 
-from daskfarm import DataManager, Farm, FarmConnectionError, FarmValueError, _execute, _preflight
+from daskfarm import DataManager, Farm, FarmConnectionError, FarmValueError
 from daskfarm import config as farm_config
+from daskfarm.client import preflight as _preflight
+from daskfarm.worker import execute as _execute
 from tests import _tasks
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from daskfarm import TaskCancelled, _dask, report
-from daskfarm.progress import reporter as rep
+from daskfarm import TaskCancelled, report
+from daskfarm import _distributed as _dask
+from daskfarm.worker import reporter as rep
 
 
 class FakeClock:

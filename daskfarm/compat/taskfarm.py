@@ -18,7 +18,7 @@ import webbrowser
 from collections.abc import Iterable
 from typing import Any
 
-from daskfarm import _execute
+from daskfarm._protocol import PLUGIN_NAME, Star
 from daskfarm.compat.progressreporting import make_text_report
 from daskfarm.farm import Farm
 from daskfarm.run import Run, RunSummary
@@ -144,7 +144,7 @@ def _run(farm: Farm, dm: Any, task: Any, items: Iterable, *, gui: bool, verbose:
     started = time.monotonic()
     if gui:
         _show_panel(farm)
-    run = farm._map(task, items, _execute.STAR_TUPLES, store=dm, numitems=numitems,
+    run = farm._map(task, items, Star.TUPLES, store=dm, numitems=numitems,
                     progress=False, initargs=tuple(initargs or ()), initkwds=initkwds)
     text = _TextReport(farm, run, started) if verbose else None
     if text is not None:
@@ -269,7 +269,6 @@ class _TextReport:
 
 def _scheduler_rows(run_id: str, dask_scheduler: Any = None) -> list[dict]:
     """The running tasks of a run as the farm plugin holds them (runs on the scheduler)."""
-    from daskfarm.progress.plugin import PLUGIN_NAME
 
     plugin = dask_scheduler.plugins[PLUGIN_NAME]
     state = plugin.runs.get(run_id)

@@ -1,9 +1,9 @@
 """The farm panel: a ``/farm`` page on the Dask dashboard.
 
-Importing this package registers the page with :class:`~daskfarm.FarmPlugin`: every
-FarmPlugin that starts on a scheduler serves ``<dashboard prefix>/farm`` and adds "Farm" to
-the dashboard's navigation bar (``FarmPlugin.start`` imports this package). As a scheduler
-preload it also adds the plugin itself::
+Every :class:`~daskfarm.FarmPlugin` that starts on a scheduler where Bokeh is installed serves
+``<dashboard prefix>/farm`` and adds "Farm" to the dashboard's navigation bar: its ``start``
+imports this package once and calls :func:`serve`. As a scheduler preload this package also
+adds the plugin itself::
 
     DASKFARM_TOKEN=... dask scheduler --preload daskfarm.dashboard
 
@@ -28,37 +28,28 @@ import dask
 
 from daskfarm.dashboard import _mount
 from daskfarm.dashboard.panel import FarmPage, farm_doc
-from daskfarm.progress import plugin as _plugin
 
-__all__ = ["FarmPage", "dask_setup", "farm_doc"]
+__all__ = ["FarmPage", "dask_setup", "farm_doc", "serve", "unserve"]
 
 logger = logging.getLogger(__name__)
 
 
-async def _mount_panel(plugin: Any, scheduler: Any) -> None:
+async def serve(plugin: Any, scheduler: Any) -> _mount.Mount | None:
+    """Mount the page for a starting :class:`~daskfarm.FarmPlugin` (None: no page).
+
+    The plugin calls this once, through one guarded import; the page only reads the plugin's
+    state and calls its control methods.
+    """
     try:
-        await _mount.mount(plugin, scheduler, farm_doc)
+        return await _mount.mount(plugin, scheduler, farm_doc)
     except Exception:  # the farm works without its page; never fail the plugin's start
         logger.warning("the /farm panel could not be mounted", exc_info=True)
+        return None
 
 
-async def _unmount_panel(plugin: Any) -> None:
-    _mount.unmount(plugin)
-
-
-def _register_hooks() -> None:
-    # By module and name, so that a re-imported module does not add its hooks twice.
-    def present(hooks: list, fn: Any) -> bool:
-        return any(getattr(h, "__module__", None) == fn.__module__
-                   and getattr(h, "__name__", None) == fn.__name__ for h in hooks)
-
-    if not present(_plugin._START_HOOKS, _mount_panel):
-        _plugin._START_HOOKS.append(_mount_panel)
-    if not present(_plugin._CLOSE_HOOKS, _unmount_panel):
-        _plugin._CLOSE_HOOKS.append(_unmount_panel)
-
-
-_register_hooks()
+def unserve(mounted: _mount.Mount | None) -> None:
+    """Remove a page that :func:`serve` mounted (idempotent)."""
+    _mount.unmount(mounted)
 
 
 def dask_setup(scheduler: Any) -> None:
@@ -68,7 +59,9 @@ def dask_setup(scheduler: Any) -> None:
     """
     token = os.environ.get("DASKFARM_TOKEN") or dask.config.get("daskfarm.token", None)
     controls = bool(dask.config.get("daskfarm.controls", True))
-    scheduler.add_plugin(_plugin.FarmPlugin(token=token or None, controls=controls))
+    from daskfarm.scheduler.plugin import FarmPlugin
+
+    scheduler.add_plugin(FarmPlugin(token=token or None, controls=controls))
     logger.info("daskfarm: farm panel at <dashboard>/farm (controls %s%s)",
                 "on" if controls else "off",
                 "" if not controls or token else "; token generated, a Farm connected to this "

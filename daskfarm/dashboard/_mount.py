@@ -38,6 +38,7 @@ __all__ = [
     "add_periodic_callback",
     "dress",
     "mount",
+    "task_executing",
     "unmount",
 ]
 
@@ -148,10 +149,9 @@ def dress(doc: Any, scheduler: Any, prefix: str, title: str) -> None:
 async def mount(plugin: Any, scheduler: Any, make_doc: Any) -> Mount | None:
     """Serve ``make_doc(plugin, mount, doc)`` at ``<prefix>/farm`` on the scheduler's server.
 
-    Any page mounted before by this plugin object is removed first, so re-registering the
-    plugin replaces the page instead of leaving the old one in front.
+    Any farm page mounted before (by a plugin that was replaced) is removed first, so
+    re-registering the plugin replaces the page instead of leaving the old one in front.
     """
-    unmount(plugin)
     http = getattr(scheduler, "http_application", None)
     if http is None or getattr(scheduler, "http_server", None) is None:
         logger.debug("scheduler has no HTTP server: no /farm page")
@@ -181,17 +181,14 @@ async def mount(plugin: Any, scheduler: Any, make_doc: Any) -> Mount | None:
     app.initialize(IOLoop.current())
     app.start()
     _add_nav_link(scheduler)
-    plugin._farm_mount = mounted
     logger.debug("farm panel mounted at %s%s", prefix, ROUTE.lstrip("/"))
     return mounted
 
 
-def unmount(plugin: Any) -> None:
-    """Remove the plugin's page from the scheduler's HTTP server (idempotent)."""
-    mounted: Mount | None = getattr(plugin, "_farm_mount", None)
-    if mounted is None:
+def unmount(mounted: Mount | None) -> None:
+    """Remove a mounted page from the scheduler's HTTP server (idempotent)."""
+    if mounted is None or mounted.closed:
         return
-    plugin._farm_mount = None
     mounted.closed = True
     http = getattr(mounted.scheduler, "http_application", None)
     if http is not None:
@@ -216,6 +213,17 @@ def _remove_app(http: Any, app: Any) -> None:
             connection._socket.close()
         except Exception:
             pass
+
+
+def task_executing(scheduler: Any, key: Any, address: str) -> bool:
+    """True if the task ``key`` executes on the worker at ``address`` now.
+
+    ``WorkerState.executing`` comes with each worker heartbeat: tasks queued on a worker
+    (``processing`` on the scheduler) are not in it.
+    """
+    ts = scheduler.tasks.get(key)
+    ws = scheduler.workers.get(address)
+    return ts is not None and ws is not None and ts in ws.executing
 
 
 def session_arguments(doc: Any) -> dict[str, list[bytes]]:

@@ -37,9 +37,14 @@ from bokeh.models import (
 )
 from distributed.utils import log_errors
 
-from daskfarm.dashboard._mount import DashboardComponent, add_periodic_callback, dress
+from daskfarm.dashboard._mount import (
+    DashboardComponent,
+    add_periodic_callback,
+    dress,
+    task_executing,
+)
 from daskfarm.dashboard.plots import Plots
-from daskfarm.progress.plugin import TaskRow
+from daskfarm.scheduler.state import TaskRow
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +122,8 @@ def task_columns(plugin: Any, now: float | None = None) -> dict:
             if by_index is not None:
                 tasks.extend(by_index.values())
                 runs.extend([run.name] * len(by_index))
-            elif scheduler is not None and _executing(scheduler, run, key):
+            elif scheduler is not None and task_executing(scheduler, key,
+                                                          run.processing[key][0]):
                 tasks.append((run, key))
                 runs.append(run.name)
     if any(type(t) is tuple for t in tasks):
@@ -128,7 +134,7 @@ def task_columns(plugin: Any, now: float | None = None) -> dict:
     since = np.maximum(now - np.array([t.updated for t in tasks], dtype=float), 0.0)
     since[~(frac < 1.0)] = 0.0  # a finished item's clock stops (unreported rows: timed now)
     with np.errstate(divide="ignore", invalid="ignore"):
-        # TaskRow.remaining (a linear estimate at the last report), minus the time since
+        # a linear estimate at the last report, minus the time since
         left = np.where(frac > 0.001, worker_elapsed / frac - worker_elapsed, np.nan) - since
     return {
         "id": [row_id(t) for t in tasks],
@@ -143,29 +149,12 @@ def task_columns(plugin: Any, now: float | None = None) -> dict:
     }
 
 
-def _executing(scheduler: Any, run: Any, key: Any) -> bool:
-    # ``executing`` comes with each worker heartbeat: queued tasks are not in it
-    ts = scheduler.tasks.get(key)
-    ws = scheduler.workers.get(run.processing[key][0])
-    return ts is not None and ws is not None and ts in ws.executing
-
-
 def _unreported_row(entry: tuple, now: float) -> Any:
     run, key = entry
     address, start = run.processing[key]
     return TaskRow(key=key, index=-1, worker=address, frac=math.nan, elapsed=now - start,
                    updated=now,
                    item=f"batch {key[-1]}" if isinstance(key, tuple) else str(key))
-
-
-def run_progress(run: Any, frac_sum: float) -> float | None:
-    """Overall progress of a run, also when its total is unknown (DESIGN.md, Run.progress)."""
-    if run.finished is not None and run.status == "finished":
-        return 1.0
-    c = run.counts
-    finished = c["done"] + c["failed"] + c["skipped"] + c["cancelled"]
-    seen = run.total or (finished + c["pending"] + c["running"])
-    return min(1.0, (finished + frac_sum) / seen) if seen else None
 
 
 def run_columns(plugin: Any) -> dict:
@@ -176,20 +165,18 @@ def run_columns(plugin: Any) -> dict:
         c = run.counts
         cols["run_id"].append(run.run_id)
         cols["name"].append(run.name)
-        cols["status"].append(str(run.status))
-        # frac_sum walks every running task: once per run and refresh
-        progress = run_progress(run, run.frac_sum if run.finished is None else 0.0)
-        cols["progress"].append(_nan(progress))
+        stop_in = run.stop_in
+        cols["status"].append(str(run.status) if stop_in is None
+                              else f"stopping: hard stop in {math.ceil(stop_in)} s")
+        # progress walks every running task (frac_sum): once per run and refresh
+        cols["progress"].append(_nan(run.progress))
         for name in ("done", "running", "pending", "failed", "skipped", "cancelled"):
             cols[name].append(float(c.get(name, 0)))
         cols["total"].append(_nan(run.total))
         cols["rate"].append(float(run.rate or 0.0))
-        elapsed = run.elapsed
-        cols["elapsed"].append(round(elapsed))
-        if run.total and progress and run.finished is None:
-            cols["eta"].append(round(elapsed / progress - elapsed))
-        else:
-            cols["eta"].append(math.nan)
+        cols["elapsed"].append(round(run.elapsed))
+        eta = run.eta
+        cols["eta"].append(math.nan if eta is None else round(eta))
     for name in _NUMERIC & set(RUN_FIELDS):
         cols[name] = np.array(cols[name], dtype=float)
     return cols

@@ -13,7 +13,7 @@ from bokeh.models import ColumnDataSource, Div
 from bokeh.plotting import figure
 
 from daskfarm.dashboard._mount import DashboardComponent
-from daskfarm.progress.plugin import MAX_POINTS
+from daskfarm.scheduler.state import MAX_POINTS
 
 #: plots shown at most (the newest runs that have one)
 MAX_PLOTS = 4

@@ -31,7 +31,8 @@ from daskfarm.dashboard.panel import (
     task_columns,
 )
 from daskfarm.dashboard.plots import RunPlot
-from daskfarm.progress.plugin import MAX_POINTS, FarmPlugin, RunState, TaskRow
+from daskfarm.scheduler.plugin import FarmPlugin
+from daskfarm.scheduler.state import MAX_POINTS, RunRecord, TaskRow
 
 TOKEN = "s3cret-token"
 NUMERIC_FIELDS = {"frac", "progress", "elapsed", "remaining", "eta"}
@@ -40,9 +41,8 @@ NUMERIC_FIELDS = {"frac", "progress", "elapsed", "remaining", "eta"}
 def fake_plugin(n_tasks: int = 1000, token: str = TOKEN, controls: bool = True) -> FarmPlugin:
     """A FarmPlugin holding one run with ``n_tasks`` running, reporting tasks."""
     plugin = FarmPlugin(token=token, controls=controls)
-    plugin._init_state()
     now = time.time()
-    run = RunState(run_id="sweep-0123456789ab", name="sweep", total=10 * n_tasks)
+    run = RunRecord(run_id="sweep-0123456789ab", name="sweep", total=10 * n_tasks)
     run.counts.update(done=3 * n_tasks, running=n_tasks, pending=n_tasks)
     run.rate = 12.5
     run.started = now - 60

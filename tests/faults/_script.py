@@ -49,10 +49,10 @@ def main(mode: str, store: str, marks: str) -> None:
             task = functools.partial(_tasks.paced, directory=marks, seconds=0.3)
             run = farm.map(task, range(N_BAR_ITEMS), store=store, batch_size=1, name="paced",
                            progress=True)
-            results = iter(run)
-            next(results)
-            print("READY", flush=True)
-            summary = run.wait(timeout=120)
+            for i, _ in enumerate(run):
+                if i == 0:
+                    print("READY", flush=True)
+            summary = run.summary()
             print(f"DONE {summary.status} {summary.done}", flush=True)
         else:
             raise SystemExit(f"unknown mode {mode!r}")

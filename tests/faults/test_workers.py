@@ -18,7 +18,7 @@ import pytest
 from distributed import Event
 
 from daskfarm import DataManager, Farm
-from tests.conftest import wait_for
+from tests.conftest import scheduler_states, wait_for
 from tests.faults import _tasks
 
 pytestmark = pytest.mark.slow
@@ -228,7 +228,7 @@ def test_a_future_lost_between_done_and_gather_costs_only_itself(farm, release, 
     monkeypatch.setattr(farm.client, "gather", gather)
     try:
         release.set()
-        wait_for(lambda: held and all(f.status == "finished" for f in list(run._feeder.in_flight)),
+        wait_for(lambda: held and scheduler_states(farm, run.run_id).count("memory") == 4,
                  timeout=60, message="every item to finish while the feeder is held")
         hold.set()
         results = sorted(x for x, _ in run)

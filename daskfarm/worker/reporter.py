@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from numbers import Real
 from typing import Any, TypeVar
 
-from daskfarm import _dask
-from daskfarm.exceptions import TaskCancelled
+from daskfarm import _distributed
+from daskfarm._protocol import PROGRESS_TOPIC
+from daskfarm.exceptions import FarmTypeError, FarmValueError, ItemTimeoutError, TaskCancelled
 
-__all__ = ["PROGRESS_TOPIC", "Reporter", "report"]
+__all__ = ["Reporter", "report", "short_repr"]
 
-PROGRESS_TOPIC = "daskfarm-progress"
 #: Messages are untrusted text shown in a browser and kept on the scheduler: keep them short.
 MAX_MESSAGE = 200
 #: A changed message is sent at once, but never more often than this (seconds).
@@ -54,12 +55,16 @@ class _ItemContext:
         "run_id",
         "sent",
         "start",
+        "timeout",
+        "timeout_sent",
     )
 
-    def __init__(self, run_id: str, key: Any, interval: float, instance: Any = None):
+    def __init__(self, run_id: str, key: Any, interval: float, instance: Any = None,
+                 timeout: float | None = None):
         self.run_id = run_id
         self.key = key
         self.interval = interval
+        self.timeout = timeout
         # a class task's instance: Brian shows its `taskname` attribute, read at report time
         self.instance = instance
         self.reset(0, None)
@@ -75,6 +80,7 @@ class _ItemContext:
         self.sent = False
         # set by the worker-side control handler when this one item is cancelled
         self.cancelled = False
+        self.timeout_sent = False  # the watchdog asked for this item's hard stop
 
 
 def _enter(ctx: _ItemContext | None) -> None:
@@ -97,10 +103,16 @@ def cancel_items(run: str, indices, **kwargs: Any) -> None:
 def _check_cancelled(ctx: _ItemContext) -> None:
     if not ctx.cancelled and ctx.index in cancelled_items.get(ctx.run_id, ()):
         ctx.cancelled = True
-    if ctx.cancelled or _dask.current_task_cancelled():
+    if ctx.cancelled or _distributed.current_task_cancelled():
         raise TaskCancelled(
             f"item {ctx.index} of run {ctx.run_id} was cancelled; let this exception propagate "
             "so the worker frees the thread"
+        )
+    if ctx.timeout is not None and _clock() - ctx.start > ctx.timeout:
+        raise ItemTimeoutError(
+            f"item {ctx.index} of run {ctx.run_id} ran longer than its timeout of "
+            f"{ctx.timeout:g} s; raise the limit with farm.map(..., timeout=seconds) or "
+            "dask config 'daskfarm.timeout'"
         )
 
 
@@ -140,7 +152,7 @@ class Reporter:
         if fraction is None:
             fraction = ctx.last_frac
         else:
-            fraction = min(max(float(fraction), 0.0), 1.0)
+            fraction = min(max(_as_fraction(fraction), 0.0), 1.0)
         if message is None:
             message = ctx.last_msg
         else:
@@ -160,7 +172,7 @@ class Reporter:
     def _send(ctx: _ItemContext, now: float) -> None:
         msg = {
             "run": ctx.run_id,
-            "key": _dask.wire_key(ctx.key),
+            "key": _distributed.wire_key(ctx.key),
             "i": ctx.index,
             "frac": ctx.last_frac,
             "msg": ctx.last_msg,
@@ -239,7 +251,7 @@ class _Outbox:
     def __init__(self):
         self._lock = threading.Lock()
         self._pending: dict = {}
-        self._started: set = set()
+        self._started: weakref.WeakSet = weakref.WeakSet()
 
     def put(self, msg: dict) -> None:
         ident = (msg["run"], msg["i"])
@@ -248,17 +260,17 @@ class _Outbox:
             if old is not None and "item" in old and "item" not in msg:
                 msg["item"] = old["item"]
             self._pending[ident] = msg
-        worker = _dask.current_worker()
-        if worker is not None and id(worker) not in self._started:
-            self._started.add(id(worker))
-            _dask.call_periodically(worker, self.flush, FLUSH_INTERVAL)
+        worker = _distributed.current_worker()
+        if worker is not None and worker not in self._started:
+            self._started.add(worker)  # weakly: a closed worker's address may come back
+            _distributed.call_periodically(worker, self.flush, FLUSH_INTERVAL)
 
     def flush(self) -> None:
         with self._lock:
             if not self._pending:
                 return
             batch, self._pending = list(self._pending.values()), {}
-        _dask.log_worker_event(PROGRESS_TOPIC, {"batch": batch})
+        _distributed.log_worker_event(PROGRESS_TOPIC, {"batch": batch})
 
 
 #: seconds between two progress events of one worker process
@@ -275,6 +287,16 @@ def short_repr(obj: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _as_fraction(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise FarmValueError(
+            f"report() got the fraction {value!r}: pass a number between 0 and 1, e.g. "
+            "report(0.5) or report(0.5, 'half way'); a message alone is report(message=...)"
+        ) from None
+
+
 def _get_reporter() -> Reporter:
     return report
 
@@ -285,7 +307,10 @@ def _parse_args(args: tuple, kwargs: dict) -> tuple[float | None, str | None]:
         fraction = kwargs.pop("fraction", args[0] if args else None)
         message = kwargs.pop("message", args[1] if len(args) > 1 else None)
         if kwargs:
-            raise TypeError(f"report() got unexpected keyword arguments {sorted(kwargs)}")
+            raise FarmTypeError(
+                f"report() got unexpected keyword arguments {sorted(kwargs)}; it takes "
+                "report(fraction=None, message=None)"
+            )
         return fraction, message
     if len(args) == 1:
         return args[0], None
@@ -297,7 +322,7 @@ def _parse_args(args: tuple, kwargs: dict) -> tuple[float | None, str | None]:
         # done itself, so a final 1.0 is kept as 1.0 here.
         return completed, None
     if len(args) > 2:
-        raise TypeError(
+        raise FarmTypeError(
             "report() takes (fraction, message) or Brian's (elapsed, completed, start, duration)"
         )
     return args[0], second

@@ -83,7 +83,7 @@ def check_versions(infos: dict[str, dict], policy: str | None = None) -> None:
     """Raise or warn about workers whose versions differ from this client's.
 
     ``infos`` maps ``"worker <address>"`` (or ``"scheduler <address>"``) to what
-    :func:`daskfarm._execute.check_worker` returned there.
+    :func:`daskfarm.worker.execute.check_worker` returned there.
     """
     policy = config.get("preflight.version-mismatch", policy)
     if policy not in VERSION_POLICIES:
@@ -134,7 +134,7 @@ def preflight(client: Client, spec_bytes: bytes | None, identity: str = "", *,
     :class:`WorkerImportError`, :class:`SchedulerImportError` or :class:`WorkerVersionError`
     naming the process. Workers that join later are checked by the next run's preflight.
     """
-    from daskfarm import _execute
+    from daskfarm.worker import execute
 
     if spec_bytes is None:
         spec_bytes = pickle.dumps(None)  # loads anywhere: only daskfarm and versions checked
@@ -142,7 +142,7 @@ def preflight(client: Client, spec_bytes: bytes | None, identity: str = "", *,
     if scheduler:
         address = client.scheduler.address
         try:
-            infos[f"scheduler {address}"] = client.run_on_scheduler(_execute.check_worker,
+            infos[f"scheduler {address}"] = client.run_on_scheduler(execute.check_worker,
                                                                     spec_bytes)
         except ImportError as exc:
             raise SchedulerImportError(
@@ -154,7 +154,7 @@ def preflight(client: Client, spec_bytes: bytes | None, identity: str = "", *,
         except Exception as exc:  # run_on_scheduler refused (distributed.scheduler.pickle)
             logger.debug("scheduler preflight skipped: %r", exc)
     try:
-        replies = client.run(_execute.check_worker, spec_bytes, on_error="return")
+        replies = client.run(execute.check_worker, spec_bytes, on_error="return")
     except Exception as exc:  # a worker leaving mid-call, a closing client: not a verdict
         logger.debug("preflight skipped: %r", exc)
         replies = {}

@@ -3,11 +3,19 @@
 Data flow (one fixed topic each way, run id inside every message)::
 
     task: report() ──log_event "daskfarm-progress"──▶ FarmPlugin.log_event ─┐
-    client feeder ───log_event "daskfarm-run"───────▶ (counts, total, plot) ├─▶ RunState
+    client feeder ───log_event "daskfarm-run"───────▶ (counts, total, plot) ├─▶ RunRecord
     scheduler transitions (processing → memory/erred/released) ─────────────┘       │
                                                                                      ▼
     clients ◀──"daskfarm-summary" (1 Hz: running, sum of fractions)── FarmPlugin ── /farm page
-    feeders ◀──"daskfarm-control" (terminate / suspend / resume)──── FarmPlugin.control()
+    feeders ◀──"daskfarm-control" (terminate / suspend / resume / timeout)── FarmPlugin
+
+    worker watchdog ──"daskfarm-timeout"──▶ FarmPlugin: tell the client, cancel the task,
+                                            restart the worker process (a hard stop)
+    client ──daskfarm_hard_stop(workers)──▶ FarmPlugin: restart those worker processes
+
+Names and message shapes are in :mod:`daskfarm._protocol`. The page is mounted with one
+guarded import of :mod:`daskfarm.dashboard` (as distributed's scheduler mounts its own
+dashboard): no Bokeh is imported when it is missing.
 
 Every hook runs on the scheduler's event loop: each one filters first and does O(1) work per
 message, so a farm never slows the scheduler down.
@@ -15,111 +23,51 @@ message, so a farm never slows the scheduler down.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from daskfarm.progress.reporter import PROGRESS_TOPIC
+from daskfarm import _distributed
+from daskfarm._protocol import (
+    CANCEL_ITEMS_OP,
+    CONTROL_TOPIC,
+    HARD_STOP_HANDLER,
+    INFO_HANDLER,
+    PLUGIN_NAME,
+    PROGRESS_TOPIC,
+    RUN_TOPIC,
+    SUMMARY_TOPIC,
+    TIMEOUT_TOPIC,
+    WORKER_INDEX_HANDLER,
+    Control,
+    RunOp,
+)
+from daskfarm.exceptions import FarmValueError
+from daskfarm.scheduler.state import KEEP_FINISHED, RunRecord, TaskRow
+
+__all__ = ["FarmPlugin"]
 
 logger = logging.getLogger(__name__)
 
-RUN_TOPIC = "daskfarm-run"
-SUMMARY_TOPIC = "daskfarm-summary"
-CONTROL_TOPIC = "daskfarm-control"
-#: the worker stream handler that cancels single items (registered by the batch runner)
-CANCEL_ITEMS_OP = "daskfarm-cancel-items"
-PLUGIN_NAME = "daskfarm"
-#: finished runs kept for the page
-KEEP_FINISHED = 10
-#: plot points kept per run
-MAX_POINTS = 10_000
-COUNT_NAMES = ("pending", "running", "done", "failed", "skipped", "cancelled")
-
-
-@dataclass
-class TaskRow:
-    """One running item, as the page shows it."""
-
-    key: tuple
-    index: int
-    item: str = ""
-    worker: str = ""
-    frac: float = 0.0
-    msg: str = ""
-    elapsed: float = 0.0
-    updated: float = 0.0
-    taskname: str = ""
-
-    @property
-    def remaining(self) -> float | None:
-        """Linear estimate of the time to finish (as Brian's text report computes it)."""
-        if self.frac <= 0.001:
-            return None
-        return self.elapsed / self.frac - self.elapsed
-
-
-@dataclass
-class RunState:
-    """Everything the scheduler knows about one run."""
-
-    run_id: str
-    name: str = ""
-    client: str = ""
-    total: int | None = None
-    started: float = field(default_factory=time.time)
-    finished: float | None = None
-    status: str = "running"
-    counts: dict = field(default_factory=lambda: dict.fromkeys(COUNT_NAMES, 0))
-    rate: float = 0.0
-    plot: bool = False
-    #: dask key -> {item index -> TaskRow}; items of one batch run one after another
-    rows: dict = field(default_factory=dict)
-    #: dask key -> (worker address, start time) for the run's tasks being processed
-    processing: dict = field(default_factory=dict)
-    points: deque = field(default_factory=lambda: deque(maxlen=MAX_POINTS))
-    dirty: bool = True
-
-    def task_rows(self) -> list[TaskRow]:
-        return [row for by_index in self.rows.values() for row in by_index.values()]
-
-    @property
-    def frac_sum(self) -> float:
-        return sum(row.frac for by_index in self.rows.values() for row in by_index.values()
-                   if row.frac < 1.0)
-
-    @property
-    def progress(self) -> float | None:
-        """(done + sum of running fractions) / total, Brian's overall completion."""
-        if not self.total:
-            return None
-        c = self.counts
-        finished = c["done"] + c["failed"] + c["skipped"] + c["cancelled"]
-        return min(1.0, (finished + self.frac_sum) / self.total)
-
-    @property
-    def elapsed(self) -> float:
-        return (self.finished or time.time()) - self.started
-
-    @property
-    def eta(self) -> float | None:
-        progress = self.progress
-        if not progress or self.finished:
-            return None
-        return self.elapsed / progress - self.elapsed
+#: runs whose client has not sent anything for this long (and is gone) are ended
+IDLE_RUN = 60.0
+#: names of departed workers kept for their process_number, beyond the connected ones
+SPARE_INDICES = 64
 
 
 class FarmPlugin(SchedulerPlugin):
     """Keeps the live state of every farm run on the scheduler.
 
     Registered by :class:`~daskfarm.Farm` (``client.register_plugin``) or preloaded with
-    ``dask scheduler --preload daskfarm.dashboard``. It also serves two scheduler handlers:
-    ``daskfarm_worker_index`` (the stable ``process_number`` of a worker) and
-    ``daskfarm_info`` (version and control token, for authenticated Dask clients only).
+    ``dask scheduler --preload daskfarm.dashboard``. It also serves scheduler handlers:
+    ``daskfarm_worker_index`` (the stable ``process_number`` of a worker),
+    ``daskfarm_info`` (version and control token, for authenticated Dask clients only) and
+    ``daskfarm_hard_stop`` (restart worker processes that still run a stopped run's items).
 
     Parameters
     ----------
@@ -127,64 +75,70 @@ class FarmPlugin(SchedulerPlugin):
         The secret that unlocks the panel's controls. Generated when not given.
     controls : bool
         False makes the panel read-only for everybody.
+
+    Examples
+    --------
+    >>> from daskfarm import FarmPlugin
+    >>> plugin = FarmPlugin(token="s3cret", controls=False)
+    >>> plugin.runs, plugin.controls
+    ({}, False)
     """
 
     name = PLUGIN_NAME
 
     def __init__(self, token: str | None = None, controls: bool = True):
-        # Pickled by value to reach the scheduler: keep the constructor's state tiny.
         self.token = token or secrets.token_urlsafe(24)
         self.controls = controls
-
-    def _init_state(self) -> None:
-        self.scheduler = None
-        self.runs: dict[str, RunState] = {}
+        self.scheduler: Any = None
+        self.runs: dict[str, RunRecord] = {}
         self.finished: deque[str] = deque()
         self.events = 0
         self._worker_index: dict[str, int] = {}
-        self._summary_pc = None
+        self._summary_pc: Any = None
+        self._mount: Any = None  # the /farm page, when the dashboard could be mounted
+        self._background: set = set()
+
+    def __getstate__(self) -> dict:
+        # Pickled by value to reach the scheduler: only the settings travel.
+        return {"token": self.token, "controls": self.controls}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
 
     async def start(self, scheduler) -> None:
-        from distributed.utils import log_errors
-        from tornado.ioloop import PeriodicCallback
-
-        self._init_state()
         self.scheduler = scheduler
         previous = scheduler.plugins.get(self.name)
         if previous is not None and previous is not self:
             # register_scheduler_plugin never closes the plugin it replaces
             await previous.close()
             self.runs.update(getattr(previous, "runs", {}))
-        scheduler.handlers["daskfarm_worker_index"] = self._handle_worker_index
-        scheduler.handlers["daskfarm_info"] = self._handle_info
+        scheduler.handlers[WORKER_INDEX_HANDLER] = self._handle_worker_index
+        scheduler.handlers[INFO_HANDLER] = self._handle_info
+        scheduler.handlers[HARD_STOP_HANDLER] = self._handle_hard_stop
         for ws in scheduler.workers.values():
             self._assign_index(str(ws.name), ws.address)
-
-        def publish():
-            with log_errors():
-                self._publish_summary()
-
-        self._summary_pc = PeriodicCallback(publish, 1000)
-        self._summary_pc.start()
-        try:  # the dashboard registers its page mount as a start hook
-            import daskfarm.dashboard  # noqa: F401
-        except ImportError:
+        self._summary_pc = _distributed.periodic(self._tick, 1.0)
+        try:
+            from daskfarm.dashboard import serve
+        except ImportError:  # bokeh missing on this scheduler: the farm works without a page
             logger.debug("daskfarm.dashboard is not importable: no /farm page")
-        for hook in _START_HOOKS:
-            await hook(self, scheduler)
+        else:
+            self._mount = await serve(self, scheduler)
 
     async def close(self) -> None:
-        pc = getattr(self, "_summary_pc", None)
+        pc, self._summary_pc = self._summary_pc, None
         if pc is not None:
             pc.stop()
-            self._summary_pc = None
-        scheduler = getattr(self, "scheduler", None)
+        scheduler = self.scheduler
         if scheduler is not None:
-            for op in ("daskfarm_worker_index", "daskfarm_info"):
+            for op in (WORKER_INDEX_HANDLER, INFO_HANDLER, HARD_STOP_HANDLER):
                 if getattr(scheduler.handlers.get(op), "__self__", None) is self:
                     del scheduler.handlers[op]
-        for hook in _CLOSE_HOOKS:
-            await hook(self)
+        mount, self._mount = self._mount, None
+        if mount is not None:
+            from daskfarm.dashboard import unserve
+
+            unserve(mount)
 
     # -- scheduler hooks -----------------------------------------------------------------
 
@@ -196,7 +150,11 @@ class FarmPlugin(SchedulerPlugin):
                     item_msg["worker"] = worker
                     self._on_progress(item_msg)
         elif topic == RUN_TOPIC:
-            self._on_run_message(msg)
+            if isinstance(msg, dict):
+                self._on_run_message(msg)
+        elif topic == TIMEOUT_TOPIC:
+            if isinstance(msg, dict):
+                self._on_timeout(msg)
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
         if type(key) is not tuple:
@@ -205,8 +163,7 @@ class FarmPlugin(SchedulerPlugin):
         if run is None:
             return
         if finish == "processing":
-            ts = self.scheduler.tasks.get(key)
-            worker = ts.processing_on.address if ts is not None and ts.processing_on else ""
+            worker = _distributed.processing_on(self.scheduler, key)
             run.processing[key] = (worker, time.time())
             run.dirty = True
         elif start == "processing":
@@ -225,6 +182,13 @@ class FarmPlugin(SchedulerPlugin):
                 if address == worker:
                     run.processing.pop(key, None)
                     run.rows.pop(key, None)
+        self._prune_indices()
+
+    def remove_client(self, scheduler, client: str) -> None:
+        # a client that died (SIGKILL) never says "finish": end its runs here
+        for run in list(self.runs.values()):
+            if run.client == client and run.finished is None:
+                self._end(run, "cancelled")
 
     # -- messages ------------------------------------------------------------------------
 
@@ -265,31 +229,58 @@ class FarmPlugin(SchedulerPlugin):
         run_id = msg.get("run")
         if not isinstance(run_id, str):
             return
-        if op == "start":
-            run = self.runs[run_id] = RunState(
+        if op == RunOp.START:
+            run = self.runs[run_id] = RunRecord(
                 run_id=run_id, name=str(msg.get("name", run_id)), client=str(msg.get("client")),
                 total=msg.get("total"), plot=bool(msg.get("plot")),
             )
             run.started = float(msg.get("started", run.started))
             return
         run = self.runs.get(run_id)
-        if run is None:
+        if run is None or run.finished is not None:
             return
         if "counts" in msg:
             run.counts.update(msg["counts"])
         for name in ("total", "rate", "status"):
             if name in msg:
                 setattr(run, name, msg[name])
-        if op == "points":
+        grace_left = msg.get("grace_left")
+        run.stop_at = None if grace_left is None else time.time() + float(grace_left)
+        if op == RunOp.POINTS:
             run.points.extend(tuple(p) for p in msg.get("xy", ()))
-        elif op == "finish":
-            run.finished = time.time()
-            run.rows.clear()
-            run.processing.clear()
-            self.finished.append(run_id)
-            while len(self.finished) > KEEP_FINISHED:
-                self.runs.pop(self.finished.popleft(), None)
+        elif op == RunOp.FINISH:
+            self._end(run, run.status)
         run.dirty = True
+
+    def _end(self, run: RunRecord, status: str) -> None:
+        run.status = status
+        run.end()
+        self.finished.append(run.run_id)
+        while len(self.finished) > KEEP_FINISHED:
+            self.runs.pop(self.finished.popleft(), None)
+
+    def _on_timeout(self, msg: dict) -> None:
+        """An item overran its timeout and the grace: fail it, then stop it hard."""
+        run_id, key = msg.get("run"), msg.get("key")
+        if not isinstance(run_id, str) or not isinstance(key, list):
+            return
+        key = tuple(key)
+        # first the client learns which item timed out, then its task is cancelled: both
+        # travel on the same stream, so the client knows why its future was cancelled
+        self.scheduler.log_event(CONTROL_TOPIC, {
+            "run": run_id, "action": Control.TIMEOUT.value, "key": list(key),
+            "i": msg.get("i"), "seconds": msg.get("seconds"),
+        })
+        self.cancel_keys(run_id, [key], reason=f"item {msg.get('i')} timed out")
+        worker = msg.get("worker")
+        if isinstance(worker, str):
+            task = asyncio.ensure_future(self._handle_hard_stop([worker], reason="item timeout"))
+            self._background.add(task)  # kept until done: the loop holds tasks weakly
+            task.add_done_callback(self._background.discard)
+
+    def _tick(self) -> None:
+        self._publish_summary()
+        self._end_orphans()
 
     def _publish_summary(self) -> None:
         summary = {
@@ -302,15 +293,22 @@ class FarmPlugin(SchedulerPlugin):
         if summary:
             self.scheduler.log_event(SUMMARY_TOPIC, {"runs": summary})
 
-    def _executing(self, run: RunState) -> int:
+    def _end_orphans(self) -> None:
+        # a run whose client left without remove_client reaching us (a plugin registered
+        # after the client connected, a lost message)
+        clients = _distributed.client_ids(self.scheduler)
+        for run in list(self.runs.values()):
+            if run.finished is None and run.client not in clients:
+                self._end(run, "cancelled")
+
+    def _executing(self, run: RunRecord) -> int:
         """The run's tasks actually executing: "processing" tasks beyond a worker's thread
         count wait in that worker's queue (worker-saturation lets the scheduler send more)."""
         per_worker: dict[str, int] = {}
         for address, _ in run.processing.values():
             per_worker[address] = per_worker.get(address, 0) + 1
-        workers = self.scheduler.workers
-        return sum(min(n, workers[a].nthreads) if a in workers else 0
-                   for a, n in per_worker.items())
+        threads = _distributed.worker_threads(self.scheduler)
+        return sum(min(n, threads.get(a, 0)) for a, n in per_worker.items())
 
     # -- worker index --------------------------------------------------------------------
 
@@ -323,8 +321,17 @@ class FarmPlugin(SchedulerPlugin):
         index = self._worker_index.get(name)
         if index is None or index in in_use:
             index = next(i for i in range(len(in_use) + 1) if i not in in_use)
-            self._worker_index[name] = index
+            self._worker_index.pop(name, None)
+        self._worker_index[name] = index  # (re)inserted: the dict is in order of last use
         return index
+
+    def _prune_indices(self) -> None:
+        # names of departed workers are kept so a restarted worker gets its number back, but
+        # not for ever: adaptive clusters name every new worker anew
+        connected = {str(ws.name) for ws in self.scheduler.workers.values()}
+        spare = [n for n in self._worker_index if n not in connected]
+        for name in spare[:max(0, len(spare) - SPARE_INDICES)]:
+            del self._worker_index[name]
 
     def _handle_worker_index(self, name: str) -> int:
         for ws in self.scheduler.workers.values():
@@ -335,21 +342,36 @@ class FarmPlugin(SchedulerPlugin):
     def _handle_info(self) -> dict:
         from daskfarm import __version__
 
-        mount = getattr(self, "_farm_mount", None)  # set by daskfarm.dashboard when mounted
+        mount = self._mount
         return {"version": __version__, "token": self.token if self.controls else None,
                 "controls": self.controls,
                 "panel_path": f"{mount.prefix}farm" if mount is not None else None}
 
+    async def _handle_hard_stop(self, workers: list, reason: str = "daskfarm hard stop") -> dict:
+        """Restart these worker processes through their nannies; their other tasks are
+        rescheduled without counting toward ``allowed-failures``."""
+        results = await asyncio.gather(*(
+            _distributed.restart_worker(self.scheduler, address, reason=reason)
+            for address in dict.fromkeys(workers)
+        ), return_exceptions=True)
+        return {address: (r if isinstance(r, str) else f"error: {r!r}")
+                for address, r in zip(dict.fromkeys(workers), results)}
+
     # -- controls (the page calls these; each is cheap and never blocks) -----------------
 
     def control(self, run_id: str, action: str) -> None:
-        """Tell the run's feeder to ``terminate``, ``suspend`` or ``resume``."""
-        if action not in ("terminate", "suspend", "resume"):
-            raise ValueError(f"unknown action {action!r}")
-        self.scheduler.log_event(CONTROL_TOPIC, {"run": run_id, "action": action})
-        if action == "terminate":
+        """Tell the run's feeder to ``terminate``, ``suspend`` or ``resume``.
+
+        Terminate is the same stop as ``run.cancel()`` (pending items at once, running ones
+        at their next report(), a hard stop after the grace); a second terminate of a
+        stopping run stops it hard at once.
+        """
+        if action not in (Control.TERMINATE, Control.SUSPEND, Control.RESUME):
+            raise FarmValueError(f"unknown action {action!r}: use terminate, suspend or resume")
+        self.scheduler.log_event(CONTROL_TOPIC, {"run": run_id, "action": str(action)})
+        if action == Control.TERMINATE:
             run = self.runs.get(run_id)
-            keys = [k for k in self.scheduler.tasks if type(k) is tuple and k[0] == run_id]
+            keys = _distributed.run_keys(self.scheduler, run_id)
             self.cancel_keys(run_id, keys, reason=f"run {run.name if run else run_id} terminated")
 
     def cancel_items(self, run_id: str, pairs) -> int:
@@ -358,8 +380,6 @@ class FarmPlugin(SchedulerPlugin):
         The worker marks each item cancelled: a running one stops at its next ``report()``,
         one still waiting in its batch is skipped, and the batch's other items go on.
         """
-        from daskfarm._dask import send_to_worker
-
         run = self.runs.get(run_id)
         if run is None:
             return 0
@@ -369,8 +389,9 @@ class FarmPlugin(SchedulerPlugin):
             if entry is not None:
                 by_worker.setdefault(entry[0], []).append(int(index))
         for address, indices in by_worker.items():
-            send_to_worker(self.scheduler, address,
-                           {"op": CANCEL_ITEMS_OP, "run": run_id, "indices": indices})
+            _distributed.send_to_worker(self.scheduler, address,
+                                        {"op": CANCEL_ITEMS_OP, "run": run_id,
+                                         "indices": indices})
             for key, index in pairs:
                 run.rows.get(key, {}).pop(index, None)
         run.dirty = True
@@ -378,12 +399,5 @@ class FarmPlugin(SchedulerPlugin):
 
     def cancel_keys(self, run_id: str, keys, reason: str = "cancelled from the panel") -> int:
         """Cancel these Dask tasks of a run (pending or running) for every client."""
-        from daskfarm._dask import cancel_keys
-
         keys = [k for k in keys if type(k) is tuple and k[0] == run_id]
-        return cancel_keys(self.scheduler, keys, reason)
-
-
-# The dashboard registers its mount here, so this module never imports bokeh.
-_START_HOOKS: list = []
-_CLOSE_HOOKS: list = []
+        return _distributed.cancel_keys(self.scheduler, keys, reason)

@@ -2,26 +2,39 @@
 
 A distributed upgrade that moves these breaks this file only (the dashboard mount has its own,
 ``daskfarm/dashboard/_mount.py``). Each helper is tiny and documented with what it relies on.
+Worker code, scheduler code and client code all call in here; the module imports only
+``distributed.worker`` at import time, so a worker stays light.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from distributed.worker import get_worker, thread_state
 
 __all__ = [
+    "adaptive_maximum",
     "add_stream_handler",
     "call_periodically",
     "cancel_keys",
+    "client_ids",
     "current_key",
     "current_task_cancelled",
     "current_worker",
+    "has_handler",
     "log_worker_event",
+    "periodic",
+    "processing_on",
+    "restart_worker",
+    "run_keys",
     "scheduler_rpc",
     "send_to_worker",
     "wire_key",
+    "worker_threads",
 ]
+
 
 # Worker-side task states in which the running code's result is already thrown away.
 _DEAD_STATES = frozenset({"cancelled", "released", "forgotten"})
@@ -129,3 +142,84 @@ def cancel_keys(scheduler, keys, reason: str) -> int:
     for client, client_keys in by_client.items():
         scheduler.stimulus_cancel(client_keys, client, force=True, reason=reason, msg=reason)
     return sum(len(k) for k in by_client.values())
+
+
+# -- scheduler side ----------------------------------------------------------------------
+
+
+def periodic(fn, interval: float):
+    """Start calling ``fn()`` every ``interval`` seconds on the running event loop; errors
+    are logged (``log_errors``). Returns the callback, to ``stop()`` it."""
+    from distributed.utils import log_errors
+    from tornado.ioloop import PeriodicCallback
+
+    def call() -> None:
+        with log_errors():
+            fn()
+
+    pc = PeriodicCallback(call, interval * 1000)
+    pc.start()
+    return pc
+
+
+def processing_on(scheduler, key) -> str:
+    """The address of the worker a task is processing on ("" if none)."""
+    ts = scheduler.tasks.get(key)
+    return ts.processing_on.address if ts is not None and ts.processing_on else ""
+
+
+def worker_threads(scheduler) -> dict[str, int]:
+    """Threads of each connected worker, by address."""
+    return {address: ws.nthreads for address, ws in scheduler.workers.items()}
+
+
+def client_ids(scheduler) -> set[str]:
+    """Ids of the clients connected to the scheduler now."""
+    return set(scheduler.clients)
+
+
+def run_keys(scheduler, run_id: str) -> list:
+    """Every task key of a run that the scheduler knows (keys are ``(run_id, n)``)."""
+    return [k for k in scheduler.tasks if type(k) is tuple and k and k[0] == run_id]
+
+
+def has_handler(name: str, dask_scheduler=None) -> bool:
+    """Does the scheduler serve the handler ``name``? (``client.run_on_scheduler``.)"""
+    return name in dask_scheduler.handlers
+
+
+async def restart_worker(scheduler, address: str, *, reason: str, timeout: float = 30) -> str:
+    """Restart one worker process through its nanny, blaming none of its tasks.
+
+    A worker that dies makes the scheduler count every task processing on it as
+    "suspicious", and a task that reaches ``distributed.scheduler.allowed-failures`` fails
+    with KilledWorker. This restart is ours (a hard stop), not the tasks' fault, so their
+    counts are lowered by one first: the removal raises them back to where they were.
+    Returns "OK", "no nanny" (nothing was done), "gone" or distributed's answer.
+    """
+    ws = scheduler.workers.get(address)
+    if ws is None:
+        return "gone"
+    if not ws.nanny:
+        return "no nanny"
+    for ts in ws.processing:
+        ts.suspicious -= 1
+    out = await scheduler.restart_workers(
+        [address], timeout=timeout, wait_for_workers=False, on_error="return",
+        stimulus_id=f"daskfarm-{reason.replace(' ', '-')}-{time.time()}",
+    )
+    return str(out.get(address, "OK"))
+
+
+# -- client side -------------------------------------------------------------------------
+
+
+def adaptive_maximum(cluster) -> int | None:
+    """The worker maximum of a cluster under ``adapt()`` (None: not adaptive, or unbounded).
+
+    Relies on ``Cluster._adaptive`` (an ``Adaptive`` with ``maximum``), set by ``adapt()``.
+    """
+    maximum = getattr(getattr(cluster, "_adaptive", None), "maximum", None)
+    if isinstance(maximum, (int, float)) and 0 < maximum < math.inf:
+        return int(maximum)
+    return None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from daskfarm._protocol import finished_count
+
 __all__ = ["TerminalBar", "want_bar"]
 
 
@@ -40,11 +42,12 @@ class TerminalBar:
         self._bar = tqdm(total=total, desc=name, unit="item", dynamic_ncols=True, file=file,
                          mininterval=0.5, smoothing=0.1)
 
-    def update(self, run: Any) -> None:
-        counts = run.counts
-        finished = counts["done"] + counts["failed"] + counts["skipped"] + counts["cancelled"]
+    def update(self, state: Any) -> None:
+        """Redraw from a :class:`~daskfarm.client.state.RunState`."""
+        counts = state.counts()
+        finished = finished_count(counts)
         bar = self._bar
-        total = run.total
+        total = state.total
         if total != bar.total:
             bar.total = total
         bar.n = finished
@@ -52,6 +55,10 @@ class TerminalBar:
                         skipped=counts["skipped"], running=counts["running"], refresh=False)
         bar.refresh()
 
-    def close(self, run: Any) -> None:
-        self.update(run)
+    def close(self, state: Any) -> None:
+        self.update(state)
         self._bar.close()
+
+    def abandon(self) -> None:
+        """Stop drawing for good (its stream failed): close() would write, and fail, again."""
+        self._bar.disable = True

@@ -23,15 +23,15 @@ from typing import Any
 
 import cloudpickle
 
-from daskfarm import _dask
+from daskfarm import _distributed
+from daskfarm._protocol import CANCEL_ITEMS_OP, WORKER_INDEX_HANDLER, Outcome, Star
 from daskfarm.exceptions import FarmPicklingError, TaskCancelled, WorkerImportError
-from daskfarm.progress import reporter as _reporter
-from daskfarm.progress.plugin import CANCEL_ITEMS_OP
+from daskfarm.worker import reporter as _reporter
+from daskfarm.worker import watchdog
 
 logger = logging.getLogger(__name__)
 
-OK, FAILED, CANCELLED = 0, 1, 2
-STAR_NEVER, STAR_ALWAYS, STAR_TUPLES = "never", "always", "tuples"
+OK, FAILED, CANCELLED = Outcome.OK, Outcome.FAILED, Outcome.CANCELLED
 
 
 @dataclass
@@ -40,13 +40,16 @@ class TaskSpec:
 
     task: Any
     is_class: bool
-    star: str = STAR_NEVER
+    star: Star = Star.NEVER
     pass_report: bool = False
     initargs: tuple = ()
     initkwds: dict = field(default_factory=dict)
     pass_process_number: bool = False
     retries: int = 0
     report_interval: float = 1.0
+    #: seconds an item may run (None: no limit), and the grace before a hard stop
+    timeout: float | None = None
+    grace: float = 5.0
 
 
 def accepts(func: Any, name: str) -> bool:
@@ -69,8 +72,9 @@ def _init_takes_process_number(cls: type) -> bool:
     return accepts(cls.__init__, "process_number")
 
 
-def make_spec(task: Any, *, star: str, initargs, initkwds, retries: int,
-              report_interval: float) -> TaskSpec:
+def make_spec(task: Any, *, star: Star, initargs, initkwds, retries: int,
+              report_interval: float, timeout: float | None = None,
+              grace: float = 5.0) -> TaskSpec:
     is_class = inspect.isclass(task)
     call_target = task.__call__ if is_class else task
     return TaskSpec(
@@ -83,6 +87,8 @@ def make_spec(task: Any, *, star: str, initargs, initkwds, retries: int,
         pass_process_number=is_class and _init_takes_process_number(task),
         retries=retries,
         report_interval=report_interval,
+        timeout=timeout,
+        grace=grace,
     )
 
 
@@ -120,11 +126,11 @@ class _Loaded:
 
 def _make_caller(target: Any, spec: TaskSpec):
     report = _reporter.report
-    if spec.star == STAR_ALWAYS:
+    if spec.star == Star.ALWAYS:
         if spec.pass_report:
             return lambda item: target(*item, report=report)
         return lambda item: target(*item)
-    if spec.star == STAR_TUPLES:
+    if spec.star == Star.TUPLES:
         if spec.pass_report:
             return lambda item: (target(*item, report=report) if isinstance(item, tuple)
                                  else target(item, report=report))
@@ -134,19 +140,53 @@ def _make_caller(target: Any, spec: TaskSpec):
     return target
 
 
-_loaded: dict[tuple[str, str], _Loaded] = {}
-_load_lock = threading.Lock()
+class _Slot:
+    """One run's task in one worker process: built once, closed after its last batch."""
+
+    __slots__ = ("active", "build_lock", "closing", "loaded")
+
+    def __init__(self):
+        # held while the task is built (user __init__, the process_number RPC): only other
+        # batches of the same run wait on it, never the event loop
+        self.build_lock = threading.Lock()
+        self.loaded: _Loaded | None = None
+        self.active = 0  # batches of the run executing in this process now
+        self.closing = False
 
 
-def _load(run_id: str, spec_bytes: bytes, worker: Any) -> _Loaded:
-    # Keyed by worker too: with processes=False several workers share this module.
-    cache_key = (getattr(worker, "address", ""), run_id)
-    loaded = _loaded.get(cache_key)
+# Keyed by worker address too: with processes=False several workers share this module.
+_slots: dict[tuple[str, str], _Slot] = {}
+# guards _slots and the counters only; never held across user code or a wait
+_slots_lock = threading.Lock()
+
+
+def _enter(run_id: str, worker: Any) -> _Slot:
+    key = (getattr(worker, "address", ""), run_id)
+    with _slots_lock:
+        slot = _slots.get(key)
+        if slot is None or slot.closing:
+            slot = _slots[key] = _Slot()
+        slot.active += 1
+        return slot
+
+
+def _leave(run_id: str, worker: Any, slot: _Slot) -> None:
+    key = (getattr(worker, "address", ""), run_id)
+    with _slots_lock:
+        slot.active -= 1
+        last = slot.closing and slot.active == 0
+        if last and _slots.get(key) is slot:
+            del _slots[key]
+    if last:
+        _close_slot(slot)
+
+
+def _load(slot: _Slot, spec_bytes: bytes, worker: Any) -> _Loaded:
+    loaded = slot.loaded
     if loaded is not None:
         return loaded
-    with _load_lock:
-        loaded = _loaded.get(cache_key)
-        if loaded is None:
+    with slot.build_lock:
+        if slot.loaded is None:
             try:
                 spec = pickle.loads(spec_bytes)
             except ImportError as exc:
@@ -156,23 +196,48 @@ def _load(run_id: str, spec_bytes: bytes, worker: Any) -> _Loaded:
                     f"{getattr(exc, 'name', None) or exc}: {exc}. Install it on every worker "
                     "(or put it on the workers' PYTHONPATH, or client.upload_file(...))."
                 ) from exc
-            loaded = _loaded[cache_key] = _Loaded(spec, worker)
-    return loaded
+            slot.loaded = _Loaded(spec, worker)
+        return slot.loaded
+
+
+def _close_slot(slot: _Slot) -> None:
+    if slot.loaded is not None:
+        try:
+            slot.loaded.close()
+        except Exception:
+            logger.exception("close() of the class task raised")
 
 
 def close_run(run_id: str, dask_worker: Any = None) -> int:
-    """Forget a finished run in this worker process, calling ``close()`` on class tasks."""
-    address = getattr(dask_worker, "address", "")
-    closed = 0
-    with _load_lock:
-        loaded = _loaded.pop((address, run_id), None)
+    """Forget a finished run in this worker process, calling ``close()`` on class tasks.
+
+    Runs on the worker's event loop (``client.run``), so it never waits: a class task's
+    ``close()`` runs after the run's last batch here has ended, in that batch's thread, or in
+    a thread of its own when none is running.
+    """
+    key = (getattr(dask_worker, "address", ""), run_id)
     _reporter.cancelled_items.pop(run_id, None)
-    if loaded is not None:
-        try:
-            loaded.close()
-        finally:
-            closed = 1
-    return closed
+    with _slots_lock:
+        slot = _slots.get(key)
+        if slot is None:
+            return 0
+        slot.closing = True
+        idle = slot.active == 0
+        if idle:
+            del _slots[key]
+    if idle and slot.loaded is not None:
+        threading.Thread(target=_close_slot, args=(slot,), daemon=True,
+                         name=f"daskfarm-close-{run_id}").start()
+    return 1
+
+
+def active_batches(run_id: str, dask_worker: Any = None) -> int:
+    """Batches of the run executing in this worker process now (cancelled ones included:
+    their threads run on until the task returns)."""
+    key = (getattr(dask_worker, "address", ""), run_id)
+    with _slots_lock:
+        slot = _slots.get(key)
+        return slot.active if slot is not None else 0
 
 
 def process_number(worker: Any) -> int:
@@ -184,7 +249,7 @@ def process_number(worker: Any) -> int:
     name = getattr(worker, "name", None)
     if worker is not None:
         try:
-            return int(_dask.scheduler_rpc(worker, "daskfarm_worker_index", name=str(name)))
+            return int(_distributed.scheduler_rpc(worker, WORKER_INDEX_HANDLER, name=str(name)))
         except Exception:  # the plugin is missing on this scheduler
             logger.debug("no worker index from the scheduler; using the worker name %r", name)
     try:
@@ -195,28 +260,37 @@ def process_number(worker: Any) -> int:
 
 def run_batch(spec_bytes: bytes, run_id: str, start: int, items_bytes: bytes) -> bytes:
     """Run one batch of items; the function behind every Dask task of a farm."""
-    worker = _dask.current_worker()
+    worker = _distributed.current_worker()
     if worker is not None:
-        _dask.add_stream_handler(worker, CANCEL_ITEMS_OP, _reporter.cancel_items)
-    loaded = _load(run_id, spec_bytes, worker)
+        _distributed.add_stream_handler(worker, CANCEL_ITEMS_OP, _reporter.cancel_items)
+    slot = _enter(run_id, worker)
+    try:
+        loaded = _load(slot, spec_bytes, worker)
+        return _run_items(loaded, run_id, start, pickle.loads(items_bytes), worker)
+    finally:
+        _leave(run_id, worker, slot)
+
+
+def _run_items(loaded: _Loaded, run_id: str, start: int, items: list, worker: Any) -> bytes:
     cancelled = _reporter.cancelled_items
     spec = loaded.spec
-    items = pickle.loads(items_bytes)
     call = loaded.call
-    ctx = _reporter._ItemContext(run_id, _dask.current_key(), spec.report_interval,
-                                 loaded.instance)
+    ctx = _reporter._ItemContext(run_id, _distributed.current_key(), spec.report_interval,
+                                 loaded.instance, timeout=spec.timeout)
     outcomes: list[tuple[int, Any]] = []
     append = outcomes.append
     t0 = time.perf_counter()
     _reporter._enter(ctx)
+    if spec.timeout is not None:
+        watchdog.track(ctx, spec.timeout + spec.grace, worker)
     try:
         for offset, item in enumerate(items):
-            ctx.reset(start + offset, item)
-            if cancelled and ctx.index in cancelled.get(run_id, ()):
+            if cancelled and start + offset in cancelled.get(run_id, ()):
                 append((CANCELLED, None))  # cancelled from the panel before it started
                 continue
             attempt = 0
             while True:
+                ctx.reset(start + offset, item)  # a retry gets its own timeout
                 try:
                     append((OK, call(item)))
                     break
@@ -225,7 +299,8 @@ def run_batch(spec_bytes: bytes, run_id: str, start: int, items_bytes: bytes) ->
                         raise  # the whole Dask task was cancelled: free the thread now
                     append((CANCELLED, None))
                     break
-                except (Exception, SystemExit) as exc:  # sys.exit() fails the item, not the worker
+                except BaseException as exc:
+                    # sys.exit() or KeyboardInterrupt in a task fails its item, not the worker
                     if attempt < spec.retries:
                         attempt += 1
                         continue
@@ -233,6 +308,7 @@ def run_batch(spec_bytes: bytes, run_id: str, start: int, items_bytes: bytes) ->
                     break
     finally:
         _reporter._enter(None)
+        watchdog.untrack(ctx)
     elapsed = time.perf_counter() - t0
     return _dump_outcomes(elapsed, outcomes)
 

@@ -1,2 +1,0 @@
-"""Progress: reports from tasks (``reporter``), the scheduler's live state (``plugin``) and
-the client's terminal view (``views``)."""

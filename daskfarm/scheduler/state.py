@@ -1,0 +1,105 @@
+"""What the scheduler keeps of each run: its rows of running items and its summary.
+
+Plain data, no Dask: the plugin (:mod:`daskfarm.scheduler.plugin`) fills it on the
+scheduler's event loop, and the panel (:mod:`daskfarm.dashboard`) reads it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from daskfarm._protocol import COUNT_NAMES, eta, fraction_done
+
+__all__ = ["KEEP_FINISHED", "MAX_POINTS", "RunRecord", "TaskRow"]
+
+#: finished runs kept for the page
+KEEP_FINISHED = 10
+#: plot points kept per run
+MAX_POINTS = 10_000
+
+
+@dataclass
+class TaskRow:
+    """One running item, as the page shows it."""
+
+    key: tuple
+    index: int
+    item: str = ""
+    worker: str = ""
+    frac: float = 0.0
+    msg: str = ""
+    elapsed: float = 0.0
+    updated: float = 0.0
+    taskname: str = ""
+
+
+@dataclass
+class RunRecord:
+    """Everything the scheduler knows about one run."""
+
+    run_id: str
+    name: str = ""
+    client: str = ""
+    total: int | None = None
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    status: str = "running"
+    counts: dict = field(default_factory=lambda: dict.fromkeys(COUNT_NAMES, 0))
+    rate: float = 0.0
+    plot: bool = False
+    #: dask key -> {item index -> TaskRow}; items of one batch run one after another
+    rows: dict = field(default_factory=dict)
+    #: dask key -> (worker address, start time) for the run's tasks being processed
+    processing: dict = field(default_factory=dict)
+    points: deque = field(default_factory=lambda: deque(maxlen=MAX_POINTS))
+    dirty: bool = True
+    #: wall-clock time of the hard stop of a stopping run (from the client's grace)
+    stop_at: float | None = None
+
+    def task_rows(self) -> list[TaskRow]:
+        return [row for by_index in self.rows.values() for row in by_index.values()]
+
+    @property
+    def frac_sum(self) -> float:
+        return sum(row.frac for by_index in self.rows.values() for row in by_index.values()
+                   if row.frac < 1.0)
+
+    @property
+    def progress(self) -> float | None:
+        """Brian's overall completion, counting the running items' fractions (also with no
+        known total: then over the items seen so far); None before any item."""
+        if self.finished is not None and self.status == "finished":
+            return 1.0
+        c = self.counts
+        fractions = self.frac_sum if self.finished is None else 0.0
+        in_flight = c.get("pending", 0) + c.get("running", 0)
+        if not self.total and not in_flight and not any(c[n] for n in COUNT_NAMES[2:]):
+            return None
+        return fraction_done(c, self.total, fractions, in_flight)
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.time()) - self.started
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left (only with a known total)."""
+        if self.finished is not None or not self.total:
+            return None
+        return eta(self.elapsed, self.progress)
+
+    @property
+    def stop_in(self) -> float | None:
+        """Seconds left before a stopping run's running items are stopped hard."""
+        if self.status != "stopping" or self.stop_at is None:
+            return None
+        return max(0.0, self.stop_at - time.time())
+
+    def end(self) -> None:
+        """Keep only the summary of a finished run (its rows and points are dropped)."""
+        self.finished = time.time()
+        self.rows.clear()
+        self.processing.clear()
+        self.dirty = True
