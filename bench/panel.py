@@ -162,7 +162,7 @@ PANEL_AGE_JS = """() => {
 def expire_sessions(dask_scheduler):
     # A closed tab's Bokeh session keeps refreshing until it expires (15 s by default):
     # expire it now, so that it does not count in the next mode.
-    mount = dask_scheduler.plugins["daskfarm"]._farm_mount
+    mount = dask_scheduler.plugins["daskfarm"]._mount
     for context in mount.app._applications.values():
         for session in list(context.sessions):
             session.request_expiration()

@@ -184,7 +184,7 @@ class Farm:
             state.suspend()
         elif action == Control.RESUME:
             state.resume()
-        elif action == Control.TIMEOUT and isinstance(msg.get("key"), list):
+        elif action == Control.TIMEOUT and isinstance(msg.get("key"), (list, tuple)):
             state.note_timeout(tuple(msg["key"]), int(msg.get("i", -1)),
                                float(msg.get("seconds") or 0.0))
 

@@ -262,7 +262,7 @@ class FarmPlugin(SchedulerPlugin):
     def _on_timeout(self, msg: dict) -> None:
         """An item overran its timeout and the grace: fail it, then stop it hard."""
         run_id, key = msg.get("run"), msg.get("key")
-        if not isinstance(run_id, str) or not isinstance(key, list):
+        if not isinstance(run_id, str) or not isinstance(key, (list, tuple)):
             return
         key = tuple(key)
         # first the client learns which item timed out, then its task is cancelled: both

@@ -298,8 +298,8 @@ def test_page_is_mounted_linked_and_replaced_on_re_registration(cluster):
     second = scheduler.plugins["daskfarm"]
     assert second is not first
     assert second.token == "second"
-    assert first._farm_mount is None
-    assert farm_apps(scheduler) == [second._farm_mount.app]  # the old page is gone
+    assert first._mount is None
+    assert farm_apps(scheduler) == [second._mount.app]  # the old page is gone
     assert "bokeh" in fetch(f"{base}/farm")
     assert fetch(f"{base}/status").count('href="farm"') == 2  # not added twice
 

@@ -74,6 +74,22 @@ def silent(x, event: str, directory=None):
     return (x, "silent")
 
 
+def hangs_on(x, slow: dict, event: str):
+    """Returns at once, but for the items in ``slow``: "silent" ones wait for ``event``
+    without report(), "reporting" ones report while they wait."""
+    how = slow.get(x)
+    if how is None:
+        return (x, "quick")
+    release = Event(event)
+    deadline = time.monotonic() + DEADLINE
+    while not release.wait(0.05):
+        if how == "reporting":
+            report(None, f"item {x} waiting")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never released this task")
+    return (x, "released")
+
+
 def kills_its_worker(x, victim, event=None, directory=None):
     """SIGKILLs its own worker process for the item ``victim``, every time it runs (once the
     Event ``event``, if given, is set)."""
