@@ -10,7 +10,7 @@ result in a store that resumes interrupted sweeps and merges results from severa
 ...         print(result)
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -70,7 +70,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_WHERE))
 
 
-if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from daskfarm.compat import (
         Signal,
         SignalSpy,

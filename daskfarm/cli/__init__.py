@@ -127,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     """
     args = parser().parse_args(argv)
+    # distributed sets up its own loggers when first imported, unless the root logger has
+    # handlers by then: import it first, so its INFO chatter stays in its own handlers
+    import distributed  # noqa: F401
+
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="daskfarm: %(levelname)s: %(name)s: %(message)s")
     if not args.debug:

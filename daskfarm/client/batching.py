@@ -1,7 +1,7 @@
 """Choosing how many items go into one Dask task.
 
 Dask costs about 1-2 ms of scheduler and client time per task on a 2-core machine
-(research/perf-baseline.md), so 1 ms items sent one per task leave the cores three quarters
+(measured: bench/README.md), so 1 ms items sent one per task leave the cores three quarters
 idle. The sizer measures how long items take on the workers and groups them so that one Dask
 task runs for about ``target`` seconds. It starts at one item, so the first results come back
 fast, and grows at most ``growth`` times per completed batch, so one misleading measurement

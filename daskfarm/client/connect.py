@@ -1,7 +1,7 @@
 """Turning ``Farm(address)`` into a Client, and knowing what the Farm must close.
 
 ``None`` starts a LocalCluster with ``direct_to_workers`` on the client and Dask's default
-``worker-saturation`` (1.1). research/perf-baseline.md found ``inf`` 2.6-2.9x faster with one
+``worker-saturation`` (1.1). Measured here, ``inf`` was 2.6-2.9x faster with one
 item per task, but a farm batches short items: with batches, ``inf`` let the scheduler pile
 several batches onto one worker while the other idled, and measured 53% of the 2-core limit on
 10 ms items against 78% at 1.1 (bench/README.md).

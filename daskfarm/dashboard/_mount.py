@@ -1,7 +1,7 @@
 """Every use of ``distributed.dashboard`` and Bokeh-server internals, in one place.
 
 The Dask dashboard has no public API for adding a page. What this module relies on, measured
-with distributed 2026.8 and bokeh 3.9 (research/dashboard-spike.md §1):
+with distributed 2026.8 and bokeh 3.9:
 
 - ``Scheduler.http_application`` is a ``RoutingApplication`` that asks each sub-application in
   turn, per request, so a ``BokehTornado`` added at any time serves its routes; removing it from
@@ -87,7 +87,7 @@ def websocket_origins(scheduler: Any) -> list[str]:
     """host:port pairs that may open the page's websocket: the dashboard's own address.
 
     Browsers send ``Origin`` cross-site only, so this guards against other web pages, not
-    against scripts (the token does that); see research/dashboard-spike.md §4.
+    against scripts (the token does that).
     """
     port = scheduler.http_server.port
     hosts = {"localhost", "127.0.0.1"}

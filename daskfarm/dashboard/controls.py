@@ -1,6 +1,6 @@
 """Cancel, terminate, suspend and resume from the page, for sessions opened with the token.
 
-Security model (research/dashboard-spike.md §4):
+Security model:
 
 - The token is checked once, when a session's document is built, with
   ``hmac.compare_digest``. A session without it gets no control model at all: no button, no

@@ -11,7 +11,7 @@
 Every refresh runs on the scheduler's event loop, so it must stay cheap with 1,000 running
 tasks: the table columns are built once per refresh period and shared by all open sessions,
 and a session sends only the columns that changed (one widget per task costs seconds per
-tick at 200 rows, research/dashboard-spike.md §6). Task messages are untrusted text: they go
+tick at 200 rows, measured with bench/panel.py). Task messages are untrusted text: they go
 through ``StringFormatter`` only; the HTML templates below read nothing but numbers.
 """
 

@@ -56,7 +56,7 @@ def test_a_closed_or_readonly_datamanager_as_a_runs_store(farm, tmp_path):
 
 # -- options that are not checked today: each should fail at map() with a FarmError -------
 
-_BUG4 = "map() does not check this argument (report, bug 4)"
+_BUG4 = "map() does not check this argument"
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
@@ -75,7 +75,7 @@ def test_unchecked_map_options_fail_at_map(farm, kwargs, error, match):
 
 
 @pytest.mark.xfail(strict=True, reason="the class's __init__ is called on the workers only: "
-                   "initargs it cannot take fail every item (report, bug 4)")
+                   "initargs it cannot take fail every item")
 def test_initargs_a_class_cannot_take_fail_at_map(farm):
     with pytest.raises(FarmTypeError, match="initargs"):  # (today: every item fails)
         farm.map(core_tasks.Scaler, range(3), initargs=(1, 2, 3, 4), errors="continue",

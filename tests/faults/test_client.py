@@ -147,9 +147,6 @@ def test_stderr_that_goes_away_neither_stops_nor_hangs_the_run(scripts, tmp_path
     assert sorted(counts) == list(range(N_BAR_ITEMS)) and not problems
 
 
-@pytest.mark.xfail(strict=True, reason="wait() keeps the results a partial iteration did not "
-                   "take: they fill the window, the run stalls, and wait() (also the drain "
-                   "when leaving `with Farm()`) never returns (report, bug 9)")
 def test_breaking_out_of_the_loop_then_draining_does_not_hang(farm):
     run = farm.map(core_tasks.square, range(200), batch_size=1, progress=False)
     for i, _ in enumerate(run):

@@ -109,14 +109,14 @@ def test_an_item_that_overruns_its_timeout_fails_and_the_run_goes_on(farm, tmp_p
     assert "did not stop at report()" in failures[3].message  # the hard stop
     assert "ran longer than its timeout" in failures[5].message  # the soft one
     with DataManager(store) as dm:
-        assert sorted(f.params for f in dm.failures()) == [3, 5]
+        assert sorted(f.item for f in dm.failures()) == [3, 5]
     wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=60, message="workers back")
 
 
 def test_retries_apply_to_timeouts_and_errors_raise_raises_it(farm, release):
     task = functools.partial(_tasks.hangs_on, slow={0: "reporting"}, event=release.name)
     run = farm.map(task, [0], timeout=0.5, retries=1, batch_size=1, progress=False)
-    with pytest.raises(ItemTimeoutError, match="timeout of 0.5 s"):
+    with pytest.raises(ItemTimeoutError, match=r"timeout of 0\.5 s"):
         list(run)
 
 

@@ -118,26 +118,6 @@ def test_hung_task_that_reports_is_cancelled_and_the_store_keeps_the_rest(farm, 
         assert not dm.failures()  # cancelled is not failed: a rerun computes them
 
 
-def test_task_that_never_reports_finishes_its_item_and_the_result_is_dropped(farm, tmp_path,
-                                                                           release):
-    store, marks = tmp_path / "store", tmp_path / "marks"
-    marks.mkdir()
-    task = functools.partial(_tasks.silent, event=release.name, directory=str(marks))
-    run = farm.map(task, range(4), store=store, batch_size=1, progress=False)
-    wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=60, message="two silent items")
-    run.cancel()
-    assert run.done and run.status == "cancelled"  # the run ends at once...
-    assert run.wait(timeout=10).cancelled == 4
-    assert busy_threads(farm) == 2  # ...but the documented limit: the threads still run
-    release.set()
-    wait_for(lambda: len(_tasks.marks(marks)) == 4, timeout=60,
-             message="the silent items to finish")  # start-x and end-x of both
-    wait_for(lambda: busy_threads(farm) == 0, timeout=30, message="the worker threads")
-    assert run.counts["done"] == 0
-    with DataManager(store) as dm:
-        assert len(dm) == 0 and not dm.failures()  # their results were thrown away
-
-
 def test_worker_restarted_without_the_tasks_module_stops_the_run(farm, tmp_path,
                                                                   monkeypatch):
     # The module is on the workers' path when the run starts (the preflight passes); a

@@ -172,8 +172,7 @@ def test_with_errors_raise_the_killed_worker_is_raised(farm, release):
 
 
 @pytest.mark.xfail(strict=True, reason="bystanders of a worker-killing item get KilledWorker: "
-                   "the scheduler blames every task assigned to a worker that dies "
-                   "(report, bug 1)")
+                   "the scheduler blames every task assigned to a worker that dies")
 def test_items_sharing_a_worker_with_a_killer_are_not_blamed(tmp_path):
     # One worker process with a thread for each item: the killer and three items waiting on
     # an Event all run on it at each of its deaths.

@@ -123,7 +123,7 @@ async def test_the_worker_index_is_stable_and_does_not_grow_without_bound(c, s, 
 
 @gen_cluster(client=True, Worker=Nanny, nthreads=[("127.0.0.1", 1)] * 2, timeout=60)
 async def test_a_hard_stop_restarts_the_worker_without_blaming_its_tasks(c, s, a, b):
-    plugin = await _plugin(c, s)
+    await _plugin(c, s)
     from distributed import Event
 
     gate = Event("hard-stop-gate", client=c)
@@ -133,8 +133,7 @@ async def test_a_hard_stop_restarts_the_worker_without_blaming_its_tasks(c, s, a
     (address,) = [w for w, ws in s.workers.items() if ws.processing]
     ts = s.tasks[("bystander-run", 0)]
     before = ts.suspicious
-    reply = await getattr(s, "handlers")[HARD_STOP_HANDLER](workers=[address],
-                                                            reason="test")
+    reply = await s.handlers[HARD_STOP_HANDLER](workers=[address], reason="test")
     assert reply == {address: "OK"}
     while address in s.workers:
         await asyncio.sleep(0.02)
