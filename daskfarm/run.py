@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from daskfarm import config
+from daskfarm.client.stopping import HARD_STOP_BOUND
 from daskfarm.exceptions import FarmValueError
 
 if TYPE_CHECKING:
@@ -284,8 +285,8 @@ class Run:
                 f"skipped {c['skipped']}, cancelled {c['cancelled']}>")
 
 
-#: seconds a hard stop may take: the workers' nannies restart their processes
-_HARD_STOP_BOUND = 60.0
+#: seconds to wait for a stopping run beyond its grace: the hard stop, and then some
+_HARD_STOP_BOUND = HARD_STOP_BOUND + 10.0
 
 
 def call_safely(fn: Callable, *args: Any) -> None:

@@ -24,19 +24,19 @@ import pickle
 import queue
 import threading
 import time
-import warnings
 from typing import Any
 
 from distributed import Client
 
 from daskfarm import config
-from daskfarm._protocol import HARD_STOP_HANDLER, RunOp
+from daskfarm._protocol import RunOp
 from daskfarm.client.batching import BatchSizer
 from daskfarm.client.results import Batch, Results
 from daskfarm.client.source import ItemSource, ResumeFilter
 from daskfarm.client.state import RunState
 from daskfarm.client.status import StatusPublisher
-from daskfarm.exceptions import FarmConnectionError, FarmPicklingError, HardStopWarning
+from daskfarm.client.stopping import Stopper
+from daskfarm.exceptions import FarmConnectionError, FarmPicklingError
 from daskfarm.run import call_safely
 from daskfarm.worker import execute
 from daskfarm.worker.reporter import short_repr
@@ -48,9 +48,6 @@ logger = logging.getLogger(__name__)
 _TICK = 0.1  # seconds between checks of flags when nothing completes
 _STATUS_EVERY = 1.0  # seconds between status messages to the plugin / progress bar
 _CAPACITY_EVERY = 2.0  # seconds between two looks at the cluster's size
-_STOP_POLL = 0.2  # seconds between two looks at the workers while a run stops
-#: seconds a hard stop may take before the run ends anyway (workers restart in a few)
-HARD_STOP_BOUND = 60.0
 
 
 class Feeder:
@@ -84,6 +81,7 @@ class Feeder:
         self.last_status = 0.0
         self.disconnected_since: float | None = None
         self.lost_after = max(config.get_seconds("connect.timeout"), 1.0)
+        self.stopper = Stopper(run_id, state, client, plugin)
         self.thread = threading.Thread(target=self._main, name=f"daskfarm-feeder-{run_id}",
                                        daemon=True)
 
@@ -125,7 +123,9 @@ class Feeder:
         state = self.state
         while True:
             if state.stop_wanted():
-                self._stop()
+                self._cancel_in_flight()
+                if state.cancelled():  # a failure (errors="raise") stops cooperatively
+                    self.stopper.wait_idle(lambda: self.status.send(RunOp.UPDATE))
                 return
             if self.client.status != "running":  # reconnecting: submit nothing, wait a while
                 self._check_scheduler(time.monotonic())
@@ -243,67 +243,6 @@ class Feeder:
         self.in_flight.clear()
         self.state.all_in_flight_cancelled()
 
-    # -- stopping --------------------------------------------------------------------------
-
-    def _stop(self) -> None:
-        """Cancel every task of the run, then wait until no worker executes one any more;
-        stop hard what still runs when the grace is over."""
-        self._cancel_in_flight()
-        if not self.state.cancelled():
-            return  # a failure (errors="raise") stops cooperatively: no restarts for it
-        hard_deadline = None
-        while True:
-            busy = self._busy_workers()
-            self.state.set_busy(bool(busy))
-            if not busy:
-                return
-            now = time.monotonic()
-            if hard_deadline is None and self.state.stop_due(now):
-                if not self._hard_stop(sorted(busy)):
-                    return  # cannot be made hard: the run ends, the threads run on
-                hard_deadline = now + HARD_STOP_BOUND
-            elif hard_deadline is not None and now > hard_deadline:
-                logger.warning("run %s: workers %s still run its items %g s after their "
-                               "restart was asked for", self.run_id, sorted(busy),
-                               HARD_STOP_BOUND)
-                return
-            if now - self.last_status >= _STATUS_EVERY:
-                self.last_status = now
-                self.status.send(RunOp.UPDATE)
-            time.sleep(_STOP_POLL)
-
-    def _busy_workers(self) -> dict[str, int]:
-        """Workers where an item of this run executes now (a cancelled task's thread runs on
-        until the task returns)."""
-        if self.client.status != "running":
-            return {}
-        try:
-            replies = self.client.run(execute.active_batches, self.run_id, on_error="return")
-        except Exception:
-            logger.debug("could not ask the workers what they run", exc_info=True)
-            return {}
-        return {w: n for w, n in replies.items() if isinstance(n, int) and n > 0}
-
-    def _hard_stop(self, workers: list[str]) -> bool:
-        """Restart these workers' processes; False where that is impossible (warned once)."""
-        if not self.plugin:
-            _warn_cooperative("no plugin", "the scheduler has no daskfarm plugin to restart "
-                              "workers")
-            return False
-        try:
-            replies = self.client.sync(getattr(self.client.scheduler, HARD_STOP_HANDLER),
-                                       workers=workers, reason=f"run {self.run_id} stopped")
-        except Exception as exc:
-            logger.warning("run %s: the hard stop failed (%r)", self.run_id, exc)
-            return False
-        logger.info("run %s: restarted worker processes %s", self.run_id, replies)
-        if any(r == "no nanny" for r in replies.values()):
-            _warn_cooperative("no nanny", "workers "
-                              f"{sorted(w for w, r in replies.items() if r == 'no nanny')} have "
-                              "no nanny (processes=False, or dask worker --no-nanny)")
-            return len(replies) > sum(r == "no nanny" for r in replies.values())
-        return True
-
     # -- status ----------------------------------------------------------------------------
 
     def _check_scheduler(self, now: float) -> None:
@@ -359,19 +298,6 @@ class Feeder:
             summary = RunSummary(**state.summary_fields())
             for fn in callbacks:
                 call_safely(fn, summary)
-
-
-_warned: set[str] = set()
-
-
-def _warn_cooperative(kind: str, why: str) -> None:
-    if kind in _warned:
-        return
-    _warned.add(kind)
-    warnings.warn(
-        f"a running item cannot be stopped hard: {why}. It stops at its next report() call, "
-        "or runs to its end (its result is dropped). Use workers with a nanny (the default "
-        "of Farm() and `dask worker`) for hard stops.", HardStopWarning, stacklevel=2)
 
 
 def _pickle_items_or_raise(items: list) -> bytes:

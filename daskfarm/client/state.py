@@ -29,6 +29,81 @@ WAKE = 0.2
 _KEEP = ("results", "pairs")  # consume modes that keep results for the caller
 
 
+class _Chunks:
+    """Results waiting for the caller, one chunk per batch; guarded by the RunState's
+    condition (only RunState calls it)."""
+
+    __slots__ = ("chunks", "exhausted", "mode", "unconsumed")
+
+    def __init__(self):
+        self.chunks: deque[list] = deque()  # each a list of (item, result), taken from the end
+        self.unconsumed = 0
+        self.mode: str | None = None  # "results", "pairs" or "discard"
+        self.exhausted = False
+
+    def keeps(self, has_callbacks: bool) -> bool:
+        """Are results kept for the caller? Not while wait() drains, nor for a run that
+        result callbacks consume and nobody iterates (it would stall on buffersize)."""
+        return self.mode in _KEEP or (self.mode is None and not has_callbacks)
+
+    def add(self, pairs: list) -> None:
+        pairs.reverse()  # the consumer pops from the end
+        self.chunks.append(pairs)
+        self.unconsumed += len(pairs)
+
+    def pop(self) -> tuple:
+        chunk = self.chunks[0]
+        pair = chunk.pop()
+        if not chunk:
+            self.chunks.popleft()
+        self.unconsumed -= 1
+        return pair
+
+    def drop(self) -> None:
+        self.chunks.clear()
+        self.unconsumed = 0
+
+    def claim(self, name: str, mode: str, again_ok: bool) -> None:
+        if self.exhausted:
+            raise FarmStateError(
+                f"run {name!r} was already iterated to its end; a Run can be iterated once. "
+                "Keep the results as they come, or read them back from the run's store."
+            )
+        if self.mode is not None and not (again_ok and self.mode == mode):
+            raise FarmStateError(
+                f"run {name!r} is already being consumed ({self.mode}); a Run can be "
+                "iterated once. Keep the results you need as they come, or read them back "
+                "from the run's store."
+            )
+        self.mode = mode
+
+
+class _Stop:
+    """A cancel's flags; guarded by the RunState's condition (only RunState calls it)."""
+
+    __slots__ = ("at", "hard", "wanted")
+
+    def __init__(self):
+        self.wanted = False
+        self.hard = False  # stop running items now (a second cancel, grace=0)
+        self.at: float | None = None  # monotonic time of the hard stop after the grace
+
+    def request(self, grace: float | None, now: float) -> None:
+        if self.wanted:
+            self.hard = True  # the second Terminate click, the second Ctrl-C
+            return
+        self.wanted = True
+        if grace is not None:
+            self.hard = grace <= 0
+            self.at = now + max(grace, 0.0)
+
+    def due(self, now: float) -> bool:
+        return self.wanted and (self.hard or (self.at is not None and now >= self.at))
+
+    def left(self, now: float) -> float | None:
+        return None if self.at is None else max(0.0, self.at - now)
+
+
 class RunState:
     """Counters, result chunks, flags and callbacks of one run, behind one condition."""
 
@@ -40,10 +115,7 @@ class RunState:
         self.buffersize = buffersize
         self._cond = threading.Condition()
         self._total = total
-        self._chunks: deque[list] = deque()  # each a list of (item, result), taken from the end
-        self._unconsumed = 0
-        self._mode: str | None = None  # "results", "pairs" or "discard"
-        self._exhausted = False
+        self._results = _Chunks()
         self._counts = {"done": 0, "failed": 0, "skipped": 0, "cancelled": 0}
         self._in_flight = 0
         self._remote = (0, 0.0)  # (tasks executing, sum of their reported fractions)
@@ -54,10 +126,7 @@ class RunState:
         self._finished = False
         self.started = time.time()
         self._ended: float | None = None
-        self._cancel = False
-        self._hard = False  # stop running items now (a second cancel, grace=0)
-        self._stop_at: float | None = None  # monotonic time of the hard stop after the grace
-        self._busy = False  # some worker still executes an item of this run
+        self._stop = _Stop()
         self._suspended = False
         self._input_open = input_open
         self._added: deque = deque()
@@ -80,19 +149,19 @@ class RunState:
 
     def stop_wanted(self) -> bool:
         with self._cond:
-            return self._cancel or self._error is not None
+            return self._stop.wanted or self._error is not None
 
     def cancelled(self) -> bool:
-        return self._cancel
+        return self._stop.wanted
 
     def may_submit(self) -> bool:
         with self._cond:
-            return not (self._suspended or self._cancel or self._error is not None)
+            return not (self._suspended or self._stop.wanted or self._error is not None)
 
     def room(self, default_limit: int, held_back: int) -> int:
         """Items that may still be submitted under ``buffersize`` (or the default window)."""
         with self._cond:
-            in_use = self._in_flight + self._unconsumed + held_back
+            in_use = self._in_flight + self._results.unconsumed + held_back
             limit = self.buffersize if self.buffersize is not None else default_limit
             return limit - in_use
 
@@ -145,10 +214,8 @@ class RunState:
         if not pairs:
             return
         with self._cond:
-            if self._mode in _KEEP or (self._mode is None and not self._callbacks["result"]):
-                pairs.reverse()  # the consumer pops from the end
-                self._chunks.append(pairs)
-                self._unconsumed += len(pairs)
+            if self._results.keeps(bool(self._callbacks["result"])):
+                self._results.add(pairs)
                 self._cond.notify_all()
 
     def all_in_flight_cancelled(self) -> None:
@@ -159,31 +226,25 @@ class RunState:
     def stop_due(self, now: float) -> bool:
         """True once running items must be stopped hard (a second cancel, or the grace ran out)."""
         with self._cond:
-            return self._cancel and (self._hard or (self._stop_at is not None
-                                                    and now >= self._stop_at))
+            return self._stop.due(now)
 
     def grace_left(self) -> float | None:
         with self._cond:
-            if self._status is not RunStatus.STOPPING or self._stop_at is None:
+            if self._status is not RunStatus.STOPPING:
                 return None
-            return max(0.0, self._stop_at - time.monotonic())
-
-    def set_busy(self, busy: bool) -> None:
-        with self._cond:
-            self._busy = busy
+            return self._stop.left(time.monotonic())
 
     def end(self) -> RunStatus:
         """The feeder is done: fix the final status (callbacks not yet fired)."""
         with self._cond:
             self._ended = time.time()
-            if self._cancel:
+            if self._stop.wanted:
                 self._status = RunStatus.CANCELLED
             elif self._error is not None:
                 self._status = RunStatus.FAILED
             else:
                 self._status = RunStatus.FINISHED
             self._in_flight = 0
-            self._busy = False
             return self._status
 
     def mark_finished(self) -> list[Callable]:
@@ -215,21 +276,10 @@ class RunState:
     def claim(self, mode: str, *, again_ok: bool = False) -> None:
         """Make ``mode`` the one way this run's results are consumed; a second claim fails."""
         with self._cond:
-            if self._exhausted:
-                raise FarmStateError(
-                    f"run {self.name!r} was already iterated to its end; a Run can be iterated "
-                    "once. Keep the results as they come, or read them back from the run's store."
-                )
-            if self._mode is not None and not (again_ok and self._mode == mode):
-                raise FarmStateError(
-                    f"run {self.name!r} is already being consumed ({self._mode}); a Run "
-                    "can be iterated once. Keep the results you need as they come, or read "
-                    "them back from the run's store."
-                )
-            self._mode = mode
+            self._results.claim(self.name, mode, again_ok)
 
     def mode(self) -> str | None:
-        return self._mode
+        return self._results.mode
 
     def next_pair(self) -> tuple[Any, Any]:
         """The next ``(item, result)``; StopIteration at the end; the run's failure raised
@@ -237,19 +287,14 @@ class RunState:
         self._refuse_in_feeder("iterate")
         with self._cond:
             while True:
-                if self._chunks:
-                    chunk = self._chunks[0]
-                    pair = chunk.pop()
-                    if not chunk:
-                        self._chunks.popleft()
-                    self._unconsumed -= 1
+                if self._results.unconsumed:
                     self._wake()
-                    return pair
+                    return self._results.pop()
                 if self._finished:
                     if self._error is not None and not self._error_raised:
                         self._error_raised = True
                         raise self._error
-                    self._exhausted = True
+                    self._results.exhausted = True
                     raise StopIteration
                 self._cond.wait(WAKE)
 
@@ -259,7 +304,7 @@ class RunState:
         with self._cond:
             # wait() drains: results the caller did not take (a loop left early) are dropped,
             # or they would fill the window and the run would stall
-            self._mode = "discard"
+            self._results.mode = "discard"
             self._drop_chunks()
             self._wake()
             while not self._finished:
@@ -275,9 +320,8 @@ class RunState:
                 raise self._error
 
     def _drop_chunks(self) -> None:
-        if self._chunks:
-            self._chunks.clear()
-            self._unconsumed = 0
+        if self._results.unconsumed:
+            self._results.drop()
             self._wake()
 
     def _refuse_in_feeder(self, what: str) -> None:
@@ -295,14 +339,8 @@ class RunState:
         with self._cond:
             if self._finished:
                 return False
-            if self._cancel:
-                self._hard = True  # the second Terminate click, the second Ctrl-C
-            else:
-                self._cancel = True
-                self._status = RunStatus.STOPPING
-                if grace is not None:
-                    self._hard = grace <= 0
-                    self._stop_at = time.monotonic() + max(grace, 0.0)
+            self._stop.request(grace, time.monotonic())
+            self._status = RunStatus.STOPPING
             self._wake()
             self._cond.notify_all()
             return True
@@ -372,18 +410,11 @@ class RunState:
                 return finished_count(self._counts)
             return self._total
 
-    @property
-    def busy(self) -> bool:
-        return self._busy
-
     def counts(self) -> dict[str, int]:
         with self._cond:
             executing, _ = self._remote
             running = min(self._in_flight, executing)
             return {"pending": self._in_flight - running, "running": running, **self._counts}
-
-    def done_count(self) -> int:
-        return self._counts["done"]
 
     def progress(self) -> float:
         with self._cond:
@@ -394,9 +425,6 @@ class RunState:
     def failures(self) -> list:
         with self._cond:
             return list(self._failures)
-
-    def times(self) -> tuple[float, float | None]:
-        return self.started, self._ended
 
     def summary_fields(self) -> dict:
         with self._cond:

@@ -37,15 +37,16 @@ class StatusPublisher:
         if not self.plugin or self.client.status != "running":
             return  # a call to a scheduler that is gone would block until its timeout
         state = self.state
-        msg: dict = {"op": op.value, "run": self.run_id, "counts": state.counts(),
+        counts = state.counts()
+        msg: dict = {"op": op.value, "run": self.run_id, "counts": counts,
                      "status": state.status.value, "total": state.total,
                      "grace_left": state.grace_left()}
-        started, _ = state.times()
+        started = state.started
         if op is RunOp.START:
             msg.update(name=state.name, client=self.client.id, started=started,
                        plot=self.has_plot)
         elapsed = time.time() - started
-        msg["rate"] = state.done_count() / elapsed if elapsed > 0 else 0.0
+        msg["rate"] = counts["done"] / elapsed if elapsed > 0 else 0.0
         try:
             self.client.log_event(RUN_TOPIC, msg)
             if points:

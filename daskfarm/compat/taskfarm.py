@@ -274,7 +274,7 @@ def _scheduler_rows(run_id: str, dask_scheduler: Any = None) -> list[dict]:
     state = plugin.runs.get(run_id)
     if state is None:
         return []
-    numbers = getattr(plugin, "_worker_index", {})
+    numbers = plugin.worker_index.numbers
     rows = []
     for row in state.task_rows():
         ws = dask_scheduler.workers.get(row.worker)

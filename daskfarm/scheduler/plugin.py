@@ -48,7 +48,7 @@ from daskfarm._protocol import (
     RunOp,
 )
 from daskfarm.exceptions import FarmValueError
-from daskfarm.scheduler.state import KEEP_FINISHED, RunRecord, TaskRow
+from daskfarm.scheduler.state import KEEP_FINISHED, RunRecord, TaskRow, WorkerIndex
 
 __all__ = ["FarmPlugin"]
 
@@ -56,8 +56,6 @@ logger = logging.getLogger(__name__)
 
 #: runs whose client has not sent anything for this long (and is gone) are ended
 IDLE_RUN = 60.0
-#: names of departed workers kept for their process_number, beyond the connected ones
-SPARE_INDICES = 64
 
 
 class FarmPlugin(SchedulerPlugin):
@@ -93,7 +91,7 @@ class FarmPlugin(SchedulerPlugin):
         self.runs: dict[str, RunRecord] = {}
         self.finished: deque[str] = deque()
         self.events = 0
-        self._worker_index: dict[str, int] = {}
+        self.worker_index = WorkerIndex()
         self._summary_pc: Any = None
         self._mount: Any = None  # the /farm page, when the dashboard could be mounted
         self._background: set = set()
@@ -116,7 +114,7 @@ class FarmPlugin(SchedulerPlugin):
         scheduler.handlers[INFO_HANDLER] = self._handle_info
         scheduler.handlers[HARD_STOP_HANDLER] = self._handle_hard_stop
         for ws in scheduler.workers.values():
-            self._assign_index(str(ws.name), ws.address)
+            self.worker_index.assign(str(ws.name), ws.address, scheduler.workers.values())
         self._summary_pc = _distributed.periodic(self._tick, 1.0)
         try:
             from daskfarm.dashboard import serve
@@ -174,7 +172,7 @@ class FarmPlugin(SchedulerPlugin):
     def add_worker(self, scheduler, worker: str) -> None:
         ws = scheduler.workers.get(worker)
         if ws is not None:
-            self._assign_index(str(ws.name), worker)
+            self.worker_index.assign(str(ws.name), worker, scheduler.workers.values())
 
     def remove_worker(self, scheduler, worker: str, **kwargs) -> None:
         for run in self.runs.values():
@@ -182,7 +180,7 @@ class FarmPlugin(SchedulerPlugin):
                 if address == worker:
                     run.processing.pop(key, None)
                     run.rows.pop(key, None)
-        self._prune_indices()
+        self.worker_index.prune({str(ws.name) for ws in scheduler.workers.values()})
 
     def remove_client(self, scheduler, client: str) -> None:
         # a client that died (SIGKILL) never says "finish": end its runs here
@@ -310,34 +308,10 @@ class FarmPlugin(SchedulerPlugin):
         threads = _distributed.worker_threads(self.scheduler)
         return sum(min(n, threads.get(a, 0)) for a, n in per_worker.items())
 
-    # -- worker index --------------------------------------------------------------------
-
-    def _assign_index(self, name: str, address: str) -> int:
-        in_use = {
-            self._worker_index[str(ws.name)]
-            for ws in self.scheduler.workers.values()
-            if ws.address != address and str(ws.name) in self._worker_index
-        }
-        index = self._worker_index.get(name)
-        if index is None or index in in_use:
-            index = next(i for i in range(len(in_use) + 1) if i not in in_use)
-            self._worker_index.pop(name, None)
-        self._worker_index[name] = index  # (re)inserted: the dict is in order of last use
-        return index
-
-    def _prune_indices(self) -> None:
-        # names of departed workers are kept so a restarted worker gets its number back, but
-        # not for ever: adaptive clusters name every new worker anew
-        connected = {str(ws.name) for ws in self.scheduler.workers.values()}
-        spare = [n for n in self._worker_index if n not in connected]
-        for name in spare[:max(0, len(spare) - SPARE_INDICES)]:
-            del self._worker_index[name]
+    # -- handlers ------------------------------------------------------------------------
 
     def _handle_worker_index(self, name: str) -> int:
-        for ws in self.scheduler.workers.values():
-            if str(ws.name) == name:
-                return self._assign_index(name, ws.address)
-        return self._worker_index.get(name, 0)
+        return self.worker_index.number(name, self.scheduler.workers.values())
 
     def _handle_info(self) -> dict:
         from daskfarm import __version__

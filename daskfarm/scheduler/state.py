@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 
 from daskfarm._protocol import COUNT_NAMES, eta, fraction_done
 
-__all__ = ["KEEP_FINISHED", "MAX_POINTS", "RunRecord", "TaskRow"]
+__all__ = ["KEEP_FINISHED", "MAX_POINTS", "RunRecord", "TaskRow", "WorkerIndex"]
 
 #: finished runs kept for the page
 KEEP_FINISHED = 10
 #: plot points kept per run
 MAX_POINTS = 10_000
+#: names of departed workers kept for their process_number, beyond the connected ones
+SPARE_INDICES = 64
 
 
 @dataclass
@@ -103,3 +105,37 @@ class RunRecord:
         self.rows.clear()
         self.processing.clear()
         self.dirty = True
+
+
+class WorkerIndex:
+    """Stable worker numbers 0..n-1 (a class task's ``process_number``), by worker name.
+
+    A worker restarted by its nanny keeps its name, and so gets its number back; a number in
+    use by another connected worker is never handed out twice. Names of departed workers are
+    kept (most recently used last) but not for ever: adaptive clusters name every new worker
+    anew.
+    """
+
+    def __init__(self):
+        self.numbers: dict[str, int] = {}
+
+    def assign(self, name: str, address: str, workers) -> int:
+        """The number of worker ``name`` at ``address``; ``workers``: the connected ones."""
+        in_use = {self.numbers[str(ws.name)] for ws in workers
+                  if ws.address != address and str(ws.name) in self.numbers}
+        number = self.numbers.pop(name, None)
+        if number is None or number in in_use:
+            number = next(i for i in range(len(in_use) + 1) if i not in in_use)
+        self.numbers[name] = number  # (re)inserted: the dict is in order of last use
+        return number
+
+    def number(self, name: str, workers) -> int:
+        for ws in workers:
+            if str(ws.name) == name:
+                return self.assign(name, ws.address, workers)
+        return self.numbers.get(name, 0)
+
+    def prune(self, connected: set[str]) -> None:
+        spare = [n for n in self.numbers if n not in connected]
+        for name in spare[:max(0, len(spare) - SPARE_INDICES)]:
+            del self.numbers[name]

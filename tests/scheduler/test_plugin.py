@@ -114,10 +114,11 @@ async def test_the_worker_index_is_stable_and_does_not_grow_without_bound(c, s, 
     plugin = await _plugin(c, s)
     numbers = {plugin._handle_worker_index(str(w.name)) for w in (a, b)}
     assert numbers == {0, 1}
+    index = plugin.worker_index
     for n in range(500):  # an adaptive cluster names every new worker anew
-        plugin._assign_index(f"gone-{n}", f"tcp://10.0.0.1:{n}")
-        plugin._prune_indices()
-    assert len(plugin._worker_index) <= 2 + 64
+        index.assign(f"gone-{n}", f"tcp://10.0.0.1:{n}", s.workers.values())
+        index.prune({str(a.name), str(b.name)})
+    assert len(index.numbers) <= 2 + 64
     assert plugin._handle_worker_index(str(a.name)) in (0, 1)
 
 
