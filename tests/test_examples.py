@@ -120,3 +120,13 @@ def test_06_brian2_sweep(tmp_path):
     assert re.search(r"^Overall, 8 done of 8: 100% complete", out, re.M)
     assert re.search(r"^Process \d+: .*: process \d+: weight \d\.\d\d mV$", out, re.M)
     assert len(re.findall(r"^weight \d\.\d\d mV: \d+ spikes$", out, re.M)) == 8
+
+
+@pytest.mark.slow
+def test_07_pydidas_apprunner(tmp_path):
+    out = run_example("07_pydidas_apprunner.py", cwd=tmp_path)
+    pairs = re.findall(r"\[np\.int64\((\d+)\), np\.int64\((\d+)\)\]", out)
+    assert sorted((int(i), int(r)) for i, r in pairs) == [(i, 3 * i + 5) for i in range(20)]
+    empty, final = re.findall(r"results: +\[([^\]]*)\]", out.replace("\n ", " "))
+    assert [float(x) for x in empty.split()] == [0.0] * 20
+    assert [float(x) for x in final.split()] == [3.0 * i + 5 for i in range(20)]
