@@ -199,17 +199,43 @@ def _read_source(filename: str | None) -> str | None:
 
 
 class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, with the script's library objects sent as references."""
+    """cloudpickle, with the script's library objects sent as references, and Brian 2's units
+    sent as units (Brian pickles a Unit as a plain Quantity, which breaks a TimedArray)."""
 
     def __init__(self, file: Any, refs: dict[int, tuple[str, str]]):
         super().__init__(file, protocol=5)
         self._refs = refs
+        self._special = _special_reducers()
 
     def reducer_override(self, obj: Any) -> Any:
         ref = self._refs.get(id(obj))
         if ref is not None:
             return _import_attribute, ref
+        special = self._special.get(type(obj))
+        if special is not None:
+            return special(obj)
         return super().reducer_override(obj)
+
+
+def _special_reducers() -> dict:
+    units = sys.modules.get("brian2.units.fundamentalunits")
+    if units is None:
+        return {}
+    return {units.Unit: _reduce_brian_unit}
+
+
+def _reduce_brian_unit(unit: Any) -> tuple:
+    import numpy
+
+    return _make_brian_unit, (float(numpy.asarray(unit)), unit.dim, unit.scale, unit._name,
+                              unit._dispname, unit._latexname, unit.iscompound)
+
+
+def _make_brian_unit(value, dim, scale, name, dispname, latexname, iscompound) -> Any:
+    from brian2.units.fundamentalunits import Unit
+
+    return Unit(value, dim=dim, scale=scale, name=name, dispname=dispname,
+                latexname=latexname, iscompound=iscompound)
 
 
 def _import_attribute(module: str, name: str) -> Any:

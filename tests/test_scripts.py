@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from daskfarm import FarmPicklingError
+from daskfarm import FarmPicklingError, FarmTypeError
 from daskfarm._scripts import ScriptGlobalError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,6 +126,46 @@ def test_the_pickling_hint_names_the_global_that_failed(farm, tmp_path):
            "pickled" in message
     assert "hides brian2's run() that the task means: give the Run another name" in message
     assert "Define the task at module level" not in message
+
+
+BRIAN_STANDALONE = textwrap.dedent('''
+    from brian2 import Network, NeuronGroup, device, ms, set_device
+
+
+    def simulate(directory, report):
+        set_device("cpp_standalone", directory=directory, build_on_run=False)
+        try:
+            group = NeuronGroup(1, "dv/dt = -v / (10 * ms) : 1")
+            Network(group).run(1 * ms, report=report)
+        finally:
+            device.reinit()
+            set_device("runtime")
+''')
+
+
+def test_brian_standalone_says_what_to_pass_as_report(farm, tmp_path):
+    pytest.importorskip("brian2")
+    script = exec_script(tmp_path, BRIAN_STANDALONE)
+    with pytest.raises(TypeError, match=r"Brian 2's standalone mode .* cannot call daskfarm's "
+                                        r"report: pass report='text' there") as info:
+        list(farm.starmap(script["simulate"], [(str(tmp_path / "build"),)]))
+    assert isinstance(info.value, FarmTypeError)
+
+
+def test_brian_units_in_script_globals_stay_units(farm, tmp_path):
+    # Brian pickles a Unit as a plain Quantity; a TimedArray's return unit must stay a Unit
+    pytest.importorskip("brian2")
+    script = exec_script(tmp_path, textwrap.dedent('''
+        from brian2 import TimedArray, mV, ms
+
+        stimulus = TimedArray([0, 1, 2] * mV, dt=1 * ms)
+
+
+        def return_unit(x):
+            unit = eval("stimulus")._return_unit
+            return type(unit).__name__, str(unit)
+    '''))
+    assert list(farm.map(script["return_unit"], [0])) == [("Unit", "V")]
 
 
 def test_tasks_from_modules_are_pickled_as_before():
