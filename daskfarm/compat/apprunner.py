@@ -80,6 +80,7 @@ class AppRunner(WorkerController):
     Examples
     --------
     >>> import numpy as np
+    >>> from daskfarm import AppRunner, SignalSpy
     >>> class TripleApp:
     ...     def __init__(self, n=20):
     ...         self.results = np.zeros(n)
