@@ -10,7 +10,10 @@ result in a store that resumes interrupted sweeps and merges results from severa
 ...         print(result)
 """
 
+from daskfarm._scripts import ScriptGlobalError
 from daskfarm.compat import (
+    AppMethodError,
+    AppRunner,
     Signal,
     SignalSpy,
     WorkerController,
@@ -46,6 +49,8 @@ from daskfarm.store import DataManager, Record, Session
 __version__ = "0.1.0"
 
 __all__ = [
+    "AppMethodError",
+    "AppRunner",
     "CorruptShardWarning",
     "DataManager",
     "Failure",
@@ -64,6 +69,7 @@ __all__ = [
     "Run",
     "RunSummary",
     "SchedulerImportError",
+    "ScriptGlobalError",
     "Session",
     "Signal",
     "SignalSpy",
