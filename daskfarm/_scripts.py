@@ -125,9 +125,8 @@ def _library_references(namespace: dict) -> dict[int, tuple[str, str]]:
     order = sorted((m for m in modules if m in sys.modules), key=lambda m: (m.count("."), m))
     refs: dict[int, tuple[str, str]] = {}
     for name, value in namespace.items():
-        if name.startswith("_") or isinstance(value, (type, types.ModuleType,
-                                                      types.FunctionType, *_PLAIN)):
-            continue  # cloudpickle already sends these well
+        if name.startswith("_") or isinstance(value, (types.ModuleType, *_PLAIN)):
+            continue  # sent well as they are
         for module in order:
             if getattr(sys.modules[module], name, None) is value:
                 refs[id(value)] = (module, name)
@@ -146,8 +145,9 @@ def _select_globals(namespace: dict, refs: dict) -> tuple[dict, dict]:
     for name, value in namespace.items():
         if name.startswith("_") or name in _SESSION_NAMES:
             continue
-        if id(value) in refs:  # a library's object: sent as a reference
-            shipped[name] = value
+        ref = refs.get(id(value))
+        if ref is not None:  # a library's object (also a dict, which pickle never asks about)
+            shipped[name] = _LibraryRef(*ref)
             continue
         kind = type(value)
         if kind.__module__.partition(".")[0] in _NOT_SENT_PACKAGES:
@@ -240,6 +240,16 @@ def _make_brian_unit(value, dim, scale, name, dispname, latexname, iscompound) -
 
 def _import_attribute(module: str, name: str) -> Any:
     return getattr(importlib.import_module(module), name)
+
+
+class _LibraryRef:
+    """Unpickles into ``module.name`` on the worker."""
+
+    def __init__(self, module: str, name: str):
+        self.ref = (module, name)
+
+    def __reduce__(self):
+        return _import_attribute, self.ref
 
 
 class _Bundle:
