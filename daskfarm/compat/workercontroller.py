@@ -70,6 +70,12 @@ class WorkerController(RunKeeper, ThreadNames):
     the worker and could wait forever); ``None`` is a task like any other; a finalized
     controller closes the farm it started when its last task is done.
 
+    The rest of pydidas' and QThread's names work as there: :attr:`flags`, the hooks
+    :meth:`cycle_pre_run` and :meth:`cycle_post_run` (which :class:`AppRunner` overrides),
+    :meth:`wait_for_processes_to_finish`, :meth:`reset_task_list`, :meth:`join_workers`,
+    :meth:`wait`, :meth:`quit`, :meth:`exit`, :meth:`requestInterruption` and
+    :meth:`isRunning`; ``suspend()`` does not block (pydidas waited up to 2 s for the workers).
+
     Examples
     --------
     pydidas' minimal example, without Qt:
