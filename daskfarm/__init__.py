@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 # Names are loaded on first use (PEP 562): a worker or scheduler that imports daskfarm to run
 # a task loads distributed's worker side and nothing of the store, Bokeh, tqdm or compat.
 _WHERE = {
+    "AppMethodError": "daskfarm.exceptions",
+    "AppRunner": "daskfarm.compat",
     "CorruptShardWarning": "daskfarm.exceptions",
     "DataManager": "daskfarm.store",
     "Failure": "daskfarm.run",
@@ -37,6 +39,7 @@ _WHERE = {
     "Run": "daskfarm.run",
     "RunSummary": "daskfarm.run",
     "SchedulerImportError": "daskfarm.exceptions",
+    "ScriptGlobalError": "daskfarm.exceptions",
     "Session": "daskfarm.store",
     "Signal": "daskfarm.compat",
     "SignalSpy": "daskfarm.compat",
@@ -92,6 +95,7 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         HardStopWarning,
         ItemTimeoutError,
         SchedulerImportError,
+        ScriptGlobalError,
         StoreError,
         StoreFormatError,
         TaskCancelled,
@@ -107,6 +111,8 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from daskfarm.worker.reporter import Reporter, report
 
 __all__ = [
+    "AppMethodError",
+    "AppRunner",
     "CorruptShardWarning",
     "DataManager",
     "Failure",
@@ -127,6 +133,7 @@ __all__ = [
     "Run",
     "RunSummary",
     "SchedulerImportError",
+    "ScriptGlobalError",
     "Session",
     "Signal",
     "SignalSpy",

@@ -7,6 +7,8 @@ Every error derives from :class:`FarmError` *and* from the built-in type it refi
     ├── FarmTypeError (TypeError)            a task not callable, items not iterable
     │   └── FarmPicklingError                a task, item or result that cannot be pickled
     ├── FarmValueError (ValueError)          an option out of range (buffersize=0, errors="maybe")
+    ├── AppMethodError (KeyError)            an app method or parameter an AppRunner's app lacks
+    ├── ScriptGlobalError (NameError)        a script's global that was not sent to the workers
     ├── FarmStateError (RuntimeError)        used in the wrong state (a Run iterated twice)
     │   └── FarmClosedError                  a closed Farm or DataManager used again
     ├── FarmConnectionError (ConnectionError) a scheduler that cannot be reached
@@ -32,6 +34,7 @@ from __future__ import annotations
 import concurrent.futures
 
 __all__ = [
+    "AppMethodError",
     "CorruptShardWarning",
     "FarmClosedError",
     "FarmConnectionError",
@@ -44,6 +47,7 @@ __all__ = [
     "HardStopWarning",
     "ItemTimeoutError",
     "SchedulerImportError",
+    "ScriptGlobalError",
     "StoreError",
     "StoreFormatError",
     "TaskCancelled",
@@ -68,6 +72,18 @@ class FarmPicklingError(FarmTypeError):
 
 class FarmValueError(FarmError, ValueError):
     """An option with a value out of its range."""
+
+
+class AppMethodError(FarmError, KeyError):
+    """An app method or parameter name that an :class:`~daskfarm.AppRunner`'s app lacks."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class ScriptGlobalError(FarmError, NameError):
+    """A script-defined task used a module-level name of its script that was not sent to the
+    workers (too big, or not picklable)."""
 
 
 class FarmStateError(FarmError, RuntimeError):

@@ -27,6 +27,10 @@ def test_errors_derive_from_farm_error_and_the_builtin_they_refine():
     assert issubclass(daskfarm.FarmConnectionError, ConnectionError)
     assert issubclass(daskfarm.WorkerImportError, ImportError)
     assert issubclass(daskfarm.StoreError, OSError)
+    assert issubclass(daskfarm.AppMethodError, KeyError)
+    assert issubclass(daskfarm.ScriptGlobalError, NameError)
+    for cls in (daskfarm.AppMethodError, daskfarm.ScriptGlobalError):
+        assert issubclass(cls, daskfarm.FarmError), cls
     for name in exceptions.__all__:
         cls = getattr(exceptions, name)
         if issubclass(cls, Warning):
@@ -37,5 +41,5 @@ def test_errors_derive_from_farm_error_and_the_builtin_they_refine():
 
 def test_public_callables_have_docstrings_with_examples():
     for obj in (daskfarm.Farm, daskfarm.Farm.map, daskfarm.Run, daskfarm.Reporter,
-                daskfarm.DataManager):
+                daskfarm.DataManager, daskfarm.AppRunner):
         assert obj.__doc__ and "Examples" in obj.__doc__, obj

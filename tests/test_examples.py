@@ -120,3 +120,76 @@ def test_06_brian2_sweep(tmp_path):
     assert re.search(r"^Overall, 8 done of 8: 100% complete", out, re.M)
     assert re.search(r"^Process \d+: .*: process \d+: weight \d\.\d\d mV$", out, re.M)
     assert len(re.findall(r"^weight \d\.\d\d mV: \d+ spikes$", out, re.M)) == 8
+
+
+@pytest.mark.slow
+def test_07_pydidas_apprunner(tmp_path):
+    out = run_example("07_pydidas_apprunner.py", cwd=tmp_path)
+    pairs = re.findall(r"\[np\.int64\((\d+)\), np\.int64\((\d+)\)\]", out)
+    assert sorted((int(i), int(r)) for i, r in pairs) == [(i, 3 * i + 5) for i in range(20)]
+    empty, final = re.findall(r"results: +\[([^\]]*)\]", out.replace("\n ", " "))
+    assert [float(x) for x in empty.split()] == [0.0] * 20
+    assert [float(x) for x in final.split()] == [3.0 * i + 5 for i in range(20)]
+
+
+def _skip_without_brian2():
+    problem = _brian2_problem()
+    if problem:
+        pytest.skip(f"brian2 is not importable here ({problem}); pip install brian2")
+
+
+@pytest.mark.slow
+def test_08_brian2_cython(tmp_path):
+    _skip_without_brian2()
+    out = run_example("08_brian2_cython.py", "--taus", "3", cwd=tmp_path)
+    rows = re.findall(r"^tau = +(\d+\.\d) ms: v\(100 ms\) = (\d\.\d+), largest difference "
+                      r"from exp\(-t/tau\): (\S+)$", out, re.M)
+    assert [tau for tau, _, _ in rows] == ["5.0", "6.0", "7.0"]  # input order
+    assert all(float(diff) < 1e-9 for _, _, diff in rows)
+
+
+@pytest.mark.slow
+def test_09_brian2_standalone(tmp_path):
+    _skip_without_brian2()
+    out = run_example("09_brian2_standalone.py", "--taus", "3", "--build-dir", "builds",
+                      cwd=tmp_path)
+    rows = re.findall(r"^tau = +(\d+\.\d) ms: .* forward Euler: (\S+)$", out, re.M)
+    assert [tau for tau, _ in rows] == ["5.0", "6.0", "7.0"]
+    assert all(float(diff) < 1e-9 for _, diff in rows)
+    builds = sorted(p.name for p in (tmp_path / "builds").iterdir())
+    assert builds and set(builds) <= {"standalone0", "standalone1"}  # one per worker process
+
+
+def _sweep_rows(out: str) -> list[tuple[str, int, str]]:
+    rows = re.findall(r"^gain (\d\.\d): (\d+) spikes, v = (-?\d+\.\d\d) mV$", out, re.M)
+    return [(gain, int(count), v) for gain, count, v in rows]
+
+
+@pytest.mark.slow
+def test_10_brian2_constants_timedarray_matches_a_forked_pool(tmp_path):
+    _skip_without_brian2()
+    out = run_example("10_brian2_constants_timedarray.py", "--gains", "4", "--compare-pool",
+                      cwd=tmp_path)
+    rows = _sweep_rows(out)
+    assert [gain for gain, _, _ in rows] == ["1.0", "1.5", "2.0", "2.5"]
+    assert [count for _, count, _ in rows] != [0] * 4  # the stimulus drives the neurons
+    assert "same as a forked Pool: True" in out
+
+
+@pytest.mark.slow
+def test_10_brian2_constants_timedarray_on_a_dask_scheduler_and_worker(tmp_path):
+    _skip_without_brian2()
+    from tests.remote._procs import DaskProcesses
+    from tests.remote.conftest import wait_for_workers
+
+    procs = DaskProcesses(tmp_path)  # the worker never imports the example
+    try:
+        procs.start_scheduler(preload=False)
+        procs.start_worker("w1")
+        wait_for_workers(procs, 1)
+        out = run_example("10_brian2_constants_timedarray.py", procs.address, "--gains", "4",
+                          "--compare-pool", cwd=tmp_path)
+    finally:
+        procs.close()
+    assert len(_sweep_rows(out)) == 4
+    assert "same as a forked Pool: True" in out

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from numbers import Integral
 from typing import Any
 
-from daskfarm.compat._cycle import RunBook, TaskCall, in_slot, live_controllers
+from daskfarm.compat._cycle import RunBook, RunKeeper, TaskCall, in_slot, live_controllers
+from daskfarm.compat._threadnames import ThreadNames
 from daskfarm.compat.signals import Signal
 from daskfarm.exceptions import FarmStateError
 from daskfarm.farm import Farm
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["WorkerController"]
 
 
-class WorkerController:
+class WorkerController(RunKeeper, ThreadNames):
     """pydidas' ``WorkerController``: ``func(task, *args, **kwargs)`` over tasks added at will.
 
     Parameters
@@ -57,6 +58,9 @@ class WorkerController:
     sig_finished : Signal
         Emitted once the controller ends: the finalized tasks are all done, or :meth:`stop`.
         Also available as ``finished`` (pydidas' QThread name).
+    sig_message_from_worker : Signal
+        ``(text)`` for every task that raised: the task, the exception type and message
+        (pydidas' workers sent their text through this signal).
 
     Notes
     -----
@@ -65,6 +69,12 @@ class WorkerController:
     counts toward the progress, so the cycle still completes (pydidas dropped the task, killed
     the worker and could wait forever); ``None`` is a task like any other; a finalized
     controller closes the farm it started when its last task is done.
+
+    The rest of pydidas' and QThread's names work as there: :attr:`flags`, the hooks
+    :meth:`cycle_pre_run` and :meth:`cycle_post_run` (which :class:`AppRunner` overrides),
+    :meth:`wait_for_processes_to_finish`, :meth:`reset_task_list`, :meth:`join_workers`,
+    :meth:`wait`, :meth:`quit`, :meth:`exit`, :meth:`requestInterruption` and
+    :meth:`isRunning`; ``suspend()`` does not block (pydidas waited up to 2 s for the workers).
 
     Examples
     --------
@@ -92,6 +102,7 @@ class WorkerController:
         self.sig_results = Signal("sig_results")
         self.sig_finished = Signal("sig_finished")
         self.finished = self.sig_finished
+        self.sig_message_from_worker = Signal("sig_message_from_worker")
         self.n_workers = n_workers
         self._farm = farm
         self._own_farm = farm is None
@@ -109,6 +120,11 @@ class WorkerController:
         self._done = 0
         self._target = 0
         self._error: BaseException | None = None
+        self._must_restart = False
+        self._ended_for_good = False
+        self._interruption_requested = False
+        self._ended = threading.Event()  # set while not running, for wait()
+        self._ended.set()
         live_controllers.add(self)
         if function is not None:
             self.change_function(function, *tuple(func_args), **(func_kwargs or {}))
@@ -180,12 +196,15 @@ class WorkerController:
             if self._call is None:
                 raise FarmStateError("call change_function(func, *args) before start()")
             self._alive = True
-            self._suspended = False
+            self._suspended = self._must_restart = False
+            self._ended_for_good = self._interruption_requested = False
             self._error = None
+            self._ended.clear()
             try:
-                self._new_cycle()
+                self.cycle_pre_run()
             except BaseException:
                 self._alive = False
+                self._ended.set()
                 raise
 
     def suspend(self) -> None:
@@ -194,13 +213,42 @@ class WorkerController:
             self._suspended = True
 
     def restart(self) -> None:
-        """Start a new cycle: progress counts from zero, held tasks (and function) go out."""
+        """Start a new cycle: progress counts from zero, held tasks (and function) go out.
+
+        Before :meth:`start` (or after the controller ended) it only marks the restart, as in
+        pydidas (``flags["must_restart"]``): :meth:`start` begins the cycle.
+        """
         with self._lock:
             if not self._alive:
-                self.start()
+                self._must_restart = True
+                self._done, self._target = 0, len(self._pending)
                 return
             self._suspended = False
+            self.cycle_pre_run()
+
+    def cycle_pre_run(self) -> None:
+        """Begin a cycle: a new run when the function changed, the held tasks handed over.
+
+        pydidas' hook, called by :meth:`start` and :meth:`restart`; a subclass (such as
+        :class:`~daskfarm.compat.AppRunner`) overrides it to add its tasks first and then
+        calls this. Outside a started controller it only resets the progress.
+        """
+        with self._lock:
+            if not self._alive or self._call is None:
+                self._done, self._target = 0, len(self._pending)
+                return
             self._new_cycle()
+
+    def cycle_post_run(self, timeout: float = 10) -> None:
+        """End a cycle: wait up to ``timeout`` seconds for its tasks, release the workers.
+
+        pydidas' hook, called once the finalized tasks are all done and by :meth:`stop` on a
+        running controller, before ``finished`` is emitted; :class:`AppRunner` overrides it.
+        """
+        self.join_workers(timeout)
+        with self._lock:
+            if self._finalized:
+                self._ended_for_good = True
 
     def send_stop_signal(self) -> None:
         """Stop working: drop tasks not yet started, cancel the running ones.
@@ -229,6 +277,7 @@ class WorkerController:
         with self._lock:
             was_alive = self._alive
             self._alive = self._suspended = self._finalized = False
+            self._ended_for_good = True
             self._pending.clear()
             self._book = None
             books = list(self._books)
@@ -240,7 +289,15 @@ class WorkerController:
         self._close_farm()
         live_controllers.discard(self)
         if was_alive:
-            self.sig_finished.emit()
+            self._end_cycle()
+
+    def _end_cycle(self) -> None:
+        try:
+            self.cycle_post_run()
+        except Exception:
+            logger.exception("cycle_post_run of %r failed", self)
+        self._ended.set()
+        self.sig_finished.emit()
 
     close = stop
 
@@ -299,115 +356,6 @@ class WorkerController:
             self._target = len(self._pending) + book.in_flight
         self._done = 0
         self._hand_over()
-
-    def _open_book(self) -> RunBook:
-        farm = self._ensure_farm()
-        call = self._call
-        func = call.func
-        name = f"{getattr(func, '__module__', 'task')}.{getattr(func, '__qualname__', 'task')}"
-        run = farm.map(call, None, errors="continue", progress=False, name=name)
-        book = RunBook(run, self._version)
-        run.on_result(lambda item, result: self._on_result(book, item, result))
-        run.on_progress(lambda fraction: self._check_failures(book))
-        # Results wait in a Run until someone takes them; draining keeps it from stalling.
-        book.drain = threading.Thread(target=self._drain, args=(book,), daemon=True,
-                                      name=f"daskfarm-controller-{run.run_id}")
-        self._books.append(book)
-        self._runs.append(run)
-        book.drain.start()
-        return book
-
-    def _ensure_farm(self) -> Farm:
-        with self._farm_lock:
-            if self._farm is None:
-                self._farm = Farm(n_workers=self._n_workers, threads_per_worker=1)
-                self._own_farm = True
-            return self._farm
-
-    def _close_farm(self, cancel: bool = True) -> None:
-        with self._farm_lock:
-            farm, owned = self._farm, self._own_farm
-            if owned:
-                self._farm = None
-            if owned and farm is not None:
-                try:
-                    farm.close(cancel=cancel)
-                except Exception as exc:  # a run's failure: already recorded and logged
-                    logger.debug("closing the controller's farm: %r", exc)
-
-    def _hand_over(self) -> None:
-        book = self._book
-        if self._pending:
-            tasks, self._pending = self._pending, []
-            book.run.add(*tasks)
-            book.handed += len(tasks)
-        if self._finalized:
-            book.run.close_input()
-
-    def _on_result(self, book: RunBook, item: Any, result: Any) -> None:
-        self._emit(self.sig_results, item, result)
-        with self._lock:
-            book.results += 1
-            counted = book is self._book
-            if counted:
-                self._done += 1
-                progress = self._progress()
-        if counted:
-            self._emit(self.sig_progress, progress)
-
-    def _emit(self, signal: Signal, *args: Any) -> None:
-        in_slot.active = True
-        try:
-            signal.emit(*args)
-        finally:
-            in_slot.active = False
-
-    def _check_failures(self, book: RunBook) -> None:
-        counts = book.run.counts
-        with self._lock:
-            new = counts["failed"] + counts["cancelled"] - book.failures_seen
-            if new <= 0:
-                return
-            book.failures_seen += new
-            counted = book is self._book
-            if counted:
-                self._done += new
-                progress = self._progress()
-            failures = book.run.failures
-            fresh, book.logged = failures[book.logged:], len(failures)
-        for failure in fresh:
-            logger.warning("task %r failed: %s: %s", failure.item, failure.exc_type,
-                           failure.message)
-        if counted:
-            self._emit(self.sig_progress, progress)
-
-    def _drain(self, book: RunBook) -> None:
-        try:
-            book.run.wait()
-        except BaseException as exc:
-            logger.error("the run of %s stopped: %r", book.run.name, exc)
-            with self._lock:
-                if book is self._book:
-                    self._error = exc
-        self._check_failures(book)
-        with self._lock:
-            if book in self._books:
-                self._books.remove(book)
-            ended = book is self._book and self._finalized and self._alive
-            if ended:
-                self._finalized = False
-                self._book = None
-        if ended:
-            # like a QThread, alive until its workers are gone
-            self._close_farm(cancel=False)
-            with self._lock:
-                # unless stop() or a restart came meanwhile
-                ended = self._alive and self._book is None
-                if ended:
-                    self._alive = False
-            if ended:
-                live_controllers.discard(self)
-                self.sig_finished.emit()
 
     def __repr__(self) -> str:
         state = "running" if self._running() else "suspended" if self._alive else "stopped"

@@ -23,7 +23,7 @@ from typing import Any
 
 import cloudpickle
 
-from daskfarm import _distributed
+from daskfarm import _distributed, _scripts
 from daskfarm._protocol import CANCEL_ITEMS_OP, WORKER_INDEX_HANDLER, Outcome, Star
 from daskfarm.exceptions import FarmPicklingError, TaskCancelled, WorkerImportError
 from daskfarm.worker import reporter as _reporter
@@ -95,12 +95,11 @@ def make_spec(task: Any, *, star: Star, initargs, initkwds, retries: int,
 def dumps_spec(spec: TaskSpec) -> bytes:
     """Pickle a spec with cloudpickle (functions from ``__main__`` travel by value)."""
     try:
-        return cloudpickle.dumps(spec, protocol=5)
+        return _scripts.dumps(spec)
     except Exception as exc:
         raise FarmPicklingError(
             f"the task {spec.task!r} (or its initargs/initkwds) cannot be pickled to send it to "
-            f"the workers: {type(exc).__name__}: {exc}. Define the task at module level (not "
-            "inside another function) and avoid capturing open files, locks or clients."
+            f"the workers: {type(exc).__name__}: {exc}. {_scripts.pickling_hint(spec.task)}"
         ) from exc
 
 
@@ -116,7 +115,7 @@ class _Loaded:
             if spec.pass_process_number:
                 kwds["process_number"] = process_number(worker)
             self.instance = target = spec.task(*spec.initargs, **kwds)
-        self.call = _make_caller(target, spec)
+        self.call = _scripts.explained(_make_caller(target, spec), spec)
 
     def close(self) -> None:
         close = getattr(self.instance, "close", None)
