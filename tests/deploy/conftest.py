@@ -1,0 +1,83 @@
+"""Session fixtures of the container tests: podman set up, and the recipe's image built once.
+
+Without root, podman, runc or debootstrap the container tests are skipped, except in CI
+(``CI=true``), where they must run. ``DASKFARM_BASE_IMAGE=<image>`` builds on an existing
+base (e.g. ``python:3.11-slim``) instead of bootstrapping one; each session otherwise
+bootstraps its own and removes every image it made at the end.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+import uuid
+
+import pytest
+
+from tests.deploy import _podman
+
+#: Kubernetes names (pods, the store volume, the secret) are fixed: sessions take turns.
+LOCK_FILE = "/tmp/daskfarm-containers.lock"
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the container tests must run in CI, but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def podman_host(tmp_path_factory):
+    """This machine, ready to run containers: tools present, podman configured, our turn."""
+    if os.geteuid() != 0:
+        _unavailable("podman runs the recipes as root here (see containers-spike.md)")
+    sbin = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    missing = [tool for tool in ("podman", "podman-compose", "runc", "debootstrap")
+               if shutil.which(tool, path=sbin) is None]
+    if missing:
+        _unavailable(f"{', '.join(missing)} not installed (.ci/run installs them)")
+    os.environ["PATH"] = sbin  # debootstrap lives in /usr/sbin
+    directory = tmp_path_factory.mktemp("podman")
+    previous = os.environ.get("CONTAINERS_CONF")
+    _podman.configure(directory)
+    with open(LOCK_FILE, "w") as lock:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    _unavailable("another test session kept the containers busy for 600 s")
+                time.sleep(1)
+        try:
+            yield directory
+        finally:
+            if previous is None:
+                os.environ.pop("CONTAINERS_CONF", None)
+            else:
+                os.environ["CONTAINERS_CONF"] = previous
+
+
+@pytest.fixture(scope="session")
+def image(podman_host):
+    """The recipe's image (deploy/compose/Dockerfile), built from this checkout."""
+    session = uuid.uuid4().hex[:8]
+    tag = f"localhost/daskfarm-test:{session}"
+    base = os.environ.get("DASKFARM_BASE_IMAGE")
+    made = [tag]
+    try:
+        if not base:
+            base = f"localhost/daskfarm-test-base:{session}"
+            made.append(base)
+            _podman.build_base_image(base, podman_host)
+        _podman.build_image(tag, base, podman_host)
+        size = _podman.image_size(tag)
+        print(f"\ncontainers: base image {_podman.TIMES.get('base image', 0):.0f} s, "
+              f"image build {_podman.TIMES['image build']:.0f} s, image size "
+              f"{size / 1e6:.0f} MB (on {base})")
+        yield tag
+    finally:
+        _podman.remove_images(*made)  # the image first: it sits on the base
