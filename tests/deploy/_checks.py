@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import math
 import shutil
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -118,8 +117,7 @@ def sweep_killing_a_worker(address: str, victim_container: str, store: Path,
     import farm_gate  # from the task directory, on sys.path (the containers have it in /app)
 
     victim_host = _podman.container_ip(victim_container)
-    started = time.perf_counter()
-    with Farm(address) as farm:
+    with _podman.timed(f"host Farm, {n} gated items, a worker killed"), Farm(address) as farm:
         event = Event(f"release-{uuid.uuid4().hex}", client=farm.client)
         try:
             run = farm.map(farm_gate.gated, [{"x": x, "event": event.name} for x in range(n)],
@@ -135,7 +133,6 @@ def sweep_killing_a_worker(address: str, victim_container: str, store: Path,
         finally:
             event.set()
         summary = run.wait(timeout=300)
-    _podman.TIMES["host sweep with a kill"] = time.perf_counter() - started
     assert (summary.done, summary.failed, summary.cancelled) == (n, 0, 0)
     with DataManager(store, readonly=True) as dm:
         assert len(dm) == n

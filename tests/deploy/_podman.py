@@ -8,6 +8,7 @@ and pip inside the build reaches PyPI with this machine's CA bundle.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,8 +41,17 @@ cgroup_manager = "cgroupfs"
 BASE_PACKAGES = "python3,python3-venv,ca-certificates"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
-#: Seconds each step took this session (printed by the tests, quoted in deploy/README.md).
+#: Seconds each step took this session (printed as it ends; quoted in deploy/README.md).
 TIMES: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def timed(step: str):
+    """Record how long the block took under ``step`` and print it (shown with ``pytest -s``)."""
+    started = time.perf_counter()
+    yield
+    TIMES[step] = time.perf_counter() - started
+    print(f"\ncontainers: {step} {TIMES[step]:.1f} s")
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True,
@@ -90,8 +100,8 @@ def build_base_image(tag: str, workdir: Path) -> None:
     """A minimal Debian with Python, from debootstrap, imported as image ``tag``."""
     mirror, suite = debian_mirror_and_suite()
     rootfs = workdir / "rootfs"
-    started = time.perf_counter()
-    try:
+    with timed("base image (debootstrap + import)"), contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, rootfs, ignore_errors=True)
         run(["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", suite,
              str(rootfs), mirror], timeout=900)
         # what an image never needs: downloaded packages, apt lists, docs, translations
@@ -111,9 +121,6 @@ def build_base_image(tag: str, workdir: Path) -> None:
             tar.wait(timeout=600)
         if done.returncode:
             raise AssertionError(f"podman import failed: {done.stderr[-2000:]}")
-    finally:
-        shutil.rmtree(rootfs, ignore_errors=True)
-    TIMES["base image"] = time.perf_counter() - started
 
 
 def client_constraints() -> list[str]:
@@ -152,12 +159,11 @@ def build_image(tag: str, base: str, workdir: Path) -> None:
     mounts = ["-v", f"{constraints}:/tmp/constraints.txt:ro"]
     if HOST_CA_BUNDLE.exists():  # this machine's CA bundle (it may carry a proxy's CA)
         mounts += ["-v", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
-    started = time.perf_counter()
-    podman("build", "--network", "host", *mounts,
-           "--ignorefile", str(DOCKERFILE.with_name("Dockerfile.dockerignore")),
-           "--build-arg", f"BASE={base}", "--build-arg", "CONSTRAINTS=/tmp/constraints.txt",
-           "-f", str(DOCKERFILE), "-t", tag, str(ROOT), timeout=900)
-    TIMES["image build"] = time.perf_counter() - started
+    with timed("image build"):
+        podman("build", "--network", "host", *mounts,
+               "--ignorefile", str(DOCKERFILE.with_name("Dockerfile.dockerignore")),
+               "--build-arg", f"BASE={base}", "--build-arg", "CONSTRAINTS=/tmp/constraints.txt",
+               "-f", str(DOCKERFILE), "-t", tag, str(ROOT), timeout=900)
 
 
 def build_task_image(tag: str, image: str, tasks: Path) -> None:
@@ -170,6 +176,11 @@ def build_task_image(tag: str, image: str, tasks: Path) -> None:
 
 def image_size(tag: str) -> int:
     return int(podman("image", "inspect", tag, "--format", "{{.Size}}").stdout.strip())
+
+
+def images() -> list[str]:
+    out = podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    return [line for line in out.splitlines() if line.strip()]
 
 
 def remove_images(*tags: str) -> None:

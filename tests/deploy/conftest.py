@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,8 @@ from tests.deploy import _podman
 
 #: Kubernetes names (pods, the store volume, the secret) are fixed: sessions take turns.
 LOCK_FILE = "/tmp/daskfarm-containers.lock"
+#: Where distributions put CNI plugins (Debian: /usr/lib/cni).
+DNSNAME_DIRS = ("/usr/lib/cni", "/usr/libexec/cni", "/opt/cni/bin")
 
 
 def _unavailable(reason: str):
@@ -34,14 +37,17 @@ def podman_host(tmp_path_factory):
     if os.geteuid() != 0:
         _unavailable("podman runs the recipes as root here (see containers-spike.md)")
     sbin = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    missing = [tool for tool in ("podman", "podman-compose", "runc", "debootstrap")
+    missing = [tool for tool in ("podman", "podman-compose", "runc", "debootstrap", "catatonit")
                if shutil.which(tool, path=sbin) is None]
+    if not any(Path(d, "dnsname").exists() for d in DNSNAME_DIRS):
+        missing.append("the dnsname CNI plugin (service names)")
     if missing:
         _unavailable(f"{', '.join(missing)} not installed (.ci/run installs them)")
     os.environ["PATH"] = sbin  # debootstrap lives in /usr/sbin
     directory = tmp_path_factory.mktemp("podman")
     previous = os.environ.get("CONTAINERS_CONF")
     _podman.configure(directory)
+    images_before = set(_podman.images())
     with open(LOCK_FILE, "w") as lock:
         deadline = time.monotonic() + 600
         while True:
@@ -55,6 +61,9 @@ def podman_host(tmp_path_factory):
         try:
             yield directory
         finally:
+            # kube play builds podman's pause image for its pods: gone too, if it was new
+            _podman.remove_images(*(i for i in set(_podman.images()) - images_before
+                                    if i.startswith("localhost/podman-pause:")))
             if previous is None:
                 os.environ.pop("CONTAINERS_CONF", None)
             else:
@@ -74,10 +83,8 @@ def image(podman_host):
             made.append(base)
             _podman.build_base_image(base, podman_host)
         _podman.build_image(tag, base, podman_host)
-        size = _podman.image_size(tag)
-        print(f"\ncontainers: base image {_podman.TIMES.get('base image', 0):.0f} s, "
-              f"image build {_podman.TIMES['image build']:.0f} s, image size "
-              f"{size / 1e6:.0f} MB (on {base})")
+        print(f"\ncontainers: image size {_podman.image_size(tag) / 1e6:.0f} MB, of which "
+              f"the base {base} {_podman.image_size(base) / 1e6:.0f} MB")
         yield tag
     finally:
         _podman.remove_images(*made)  # the image first: it sits on the base

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 import uuid
 
 import pytest
@@ -71,12 +70,10 @@ def compose(image, tmp_path_factory):
     _checks.task_dir(directory / "tasks")
     project = Compose(directory, image)
     try:
-        started = time.perf_counter()
-        project("up", "-d", "--no-build")
-        wait_for_health(project)
-        _checks.wait_for_workers(project.address, 2)
-        _podman.TIMES["compose up"] = time.perf_counter() - started
-        print(f"\ncompose: up to healthy with 2 workers {_podman.TIMES['compose up']:.1f} s")
+        with _podman.timed("compose up, to healthy with 2 workers"):
+            project("up", "-d", "--no-build")
+            wait_for_health(project)
+            _checks.wait_for_workers(project.address, 2)
         yield project
     finally:
         project.remove_everything()
@@ -101,14 +98,11 @@ def test_up_starts_a_healthy_scheduler_with_the_panel_and_two_workers(compose):
 
 
 def test_daskfarm_run_in_the_client_container_stores_on_the_volume(compose):
-    started = time.perf_counter()
-    done = compose("run", "--rm", "client", "daskfarm", "run", "mymodel:simulate",
-                   "--expr", "({'x': x / 10} for x in range(20))",
-                   "--scheduler", "tcp://scheduler:8786", "--store", "/data/results",
-                   "--no-progress")
-    _podman.TIMES["compose sweep"] = time.perf_counter() - started
-    print(f"\ncompose: `run --rm client daskfarm run` of 20 items "
-          f"{_podman.TIMES['compose sweep']:.1f} s")
+    with _podman.timed("compose sweep, `run --rm client daskfarm run` of 20 items"):
+        done = compose("run", "--rm", "client", "daskfarm", "run", "mymodel:simulate",
+                       "--expr", "({'x': x / 10} for x in range(20))",
+                       "--scheduler", "tcp://scheduler:8786", "--store", "/data/results",
+                       "--no-progress")
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert sorted(line["item"]["x"] for line in lines) == SWEEP
     store = _podman.volume_path(f"{compose.project}_store") / "results"
@@ -123,14 +117,11 @@ def test_a_farm_on_the_host_loses_no_item_to_a_killed_worker_container(compose, 
     monkeypatch.syspath_prepend(str(compose.directory / "tasks"))
     store = _podman.volume_path(f"{compose.project}_store") / "from-host"
     _checks.sweep_killing_a_worker(compose.address, compose.container("worker", 1), store)
-    print(f"\ncompose: host Farm, 12 gated items, a worker killed "
-          f"{_podman.TIMES['host sweep with a kill']:.1f} s")
 
 
 def test_down_leaves_nothing_running(compose):
-    started = time.perf_counter()
-    compose("down", "-v")
-    print(f"\ncompose: down {time.perf_counter() - started:.1f} s")
+    with _podman.timed("compose down"):
+        compose("down", "-v")
     assert compose.containers() == []
     volumes = _podman.podman("volume", "ls", "--format", "{{.Name}}").stdout.split()
     assert f"{compose.project}_store" not in volumes
