@@ -43,11 +43,7 @@ def podman_host(tmp_path_factory):
         missing.append("the dnsname CNI plugin (service names)")
     if missing:
         _unavailable(f"{', '.join(missing)} not installed (.ci/run installs them)")
-    os.environ["PATH"] = sbin  # debootstrap lives in /usr/sbin
     directory = tmp_path_factory.mktemp("podman")
-    previous = os.environ.get("CONTAINERS_CONF")
-    _podman.configure(directory)
-    images_before = set(_podman.images())
     with open(LOCK_FILE, "w") as lock:
         deadline = time.monotonic() + 600
         while True:
@@ -58,16 +54,21 @@ def podman_host(tmp_path_factory):
                 if time.monotonic() > deadline:
                     _unavailable("another test session kept the containers busy for 600 s")
                 time.sleep(1)
+        previous = {name: os.environ.get(name) for name in ("PATH", "CONTAINERS_CONF")}
         try:
+            os.environ["PATH"] = sbin  # debootstrap lives in /usr/sbin
+            _podman.configure(directory)
+            images_before = set(_podman.images())
             yield directory
-        finally:
             # kube play builds podman's pause image for its pods: gone too, if it was new
             _podman.remove_images(*(i for i in set(_podman.images()) - images_before
                                     if i.startswith("localhost/podman-pause:")))
-            if previous is None:
-                os.environ.pop("CONTAINERS_CONF", None)
-            else:
-                os.environ["CONTAINERS_CONF"] = previous
+        finally:
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -187,7 +187,9 @@ def test_the_sweep_jobs_pod_stores_its_results_on_the_claim(kube):
         status = _podman.podman("wait", container, timeout=600).stdout.strip()
     logs = _podman.podman("logs", container, check=False)
     assert status == "0", logs.stdout[-2000:] + logs.stderr[-2000:]
-    _checks.check_simulate_store(_podman.volume_path("daskfarm-store") / "results", SWEEP)
+    store = _podman.volume_path("daskfarm-store") / "results"
+    _checks.check_simulate_store(store, SWEEP)
+    assert {path.stat().st_uid for path in store.iterdir()} == {1000}  # the image's user
 
 
 def test_a_farm_through_the_port_forward_loses_no_item_to_a_killed_worker(kube, monkeypatch):
