@@ -122,3 +122,13 @@ class HoldsALock:
 
     def __call__(self, x):
         return x
+
+
+def reports_text(x, report):
+    report("half")
+    return x
+
+
+def lambda_for(x, bad):
+    """A result only cloudpickle can carry (a lambda) for the item ``bad``."""
+    return (lambda: x) if x == bad else x

@@ -20,6 +20,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from daskfarm import config
+from daskfarm.client.options import check_seconds
 from daskfarm.exceptions import (
     FarmConnectionError,
     FarmValueError,
@@ -89,7 +90,7 @@ def connect(address: Any, *, n_workers: int | None = None, threads_per_worker: i
     if isinstance(address, Client):
         return Connection(client=address)
     if isinstance(address, str):
-        seconds = config.get_seconds("connect.timeout", timeout)
+        seconds = check_seconds("timeout", "connect.timeout", timeout, allow_none=False)
         return Connection(client=_client_for_address(address, security, seconds),
                           owns_client=True)
     if hasattr(address, "scheduler_address"):

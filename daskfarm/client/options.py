@@ -92,7 +92,8 @@ def check_seconds(name: str, key: str, value: Any, *, allow_none: bool) -> float
         raise FarmValueError(f"{name} must be a number of seconds or a string such as '30s', "
                              f"not {value!r}")
     try:
-        seconds = config.get_seconds(key, value)
+        seconds = float(value) if isinstance(value, (int, float)) else \
+            config.get_seconds(key, value)
     except (KeyError, TypeError, ValueError) as exc:
         raise FarmValueError(
             f"{name}={value!r} is not a duration: give seconds (e.g. 30) or a string such as "

@@ -26,6 +26,9 @@ __all__ = ["Batch", "RemoteTraceback", "Results"]
 
 logger = logging.getLogger(__name__)
 
+_UNSTORABLE = ("the task's result {} cannot be stored: only cloudpickle can pickle it (a "
+               "lambda, a local class). Return plain data (numbers, arrays, dicts, "
+               "dataclasses defined at module level) instead")
 #: a batch whose result was lost (its worker died after finishing) is run this often again
 LOST_RERUNS = 2
 
@@ -89,6 +92,11 @@ class Results:
             item = batch.items[j]
             if status == Outcome.OK:
                 if type(value) is _CloudPickled:
+                    if keys is not None:  # the store pickles with pickle: it cannot keep it
+                        n_failed += 1
+                        self.failure(batch.start + j, item, keys[j], failure_record(
+                            FarmPicklingError(_UNSTORABLE.format(short_repr(value.load())))))
+                        continue
                     value = value.load()
                 pairs.append((item, value))
                 if keys is not None:

@@ -144,3 +144,58 @@ def paced_sized(x, size: int, seconds: float = 0.01, report=report):
     """A result of about ``size`` bytes (a string), after about ``seconds`` of work."""
     paced(x, seconds=seconds, report=report)
     return sized_value(x, size)
+
+
+def _slow_made(seconds: float):
+    time.sleep(seconds)
+    return SlowToUnpickle(seconds)
+
+
+class SlowToUnpickle:
+    """An initarg that takes ``seconds`` to unpickle on a worker."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __reduce__(self):
+        return (_slow_made, (self.seconds,))
+
+
+class Numbered:
+    """A class task that takes its process_number (an RPC to the scheduler) and a slow initarg."""
+
+    def __init__(self, slow, process_number):
+        self.number = process_number
+
+    def __call__(self, x):
+        return (x, self.number)
+
+
+class ClosesAfterCalls:
+    """A class task whose close() records whether a call was still running at the time."""
+
+    def __init__(self, event: str, directory: str):
+        self.event, self.directory, self.active = event, directory, 0
+
+    def __call__(self, x, report=report):
+        self.active += 1
+        try:
+            release = Event(self.event)
+            deadline = time.monotonic() + DEADLINE
+            while not release.wait(0.05):
+                report(None)
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the test never released this task")
+            return x
+        finally:
+            self.active -= 1
+
+    def close(self):
+        _mark(self.directory, "close-early" if self.active else "close-after")
+
+
+def interrupts(x):
+    """Raises KeyboardInterrupt for item 1 (as a task's own Ctrl-C handling might)."""
+    if x == 1:
+        raise KeyboardInterrupt("inside the task")
+    return (x, os.getpid())
