@@ -29,6 +29,7 @@ __all__ = [
     "processing_on",
     "restart_worker",
     "run_keys",
+    "scheduler_id",
     "scheduler_rpc",
     "send_to_worker",
     "wire_key",
@@ -212,6 +213,15 @@ async def restart_worker(scheduler, address: str, *, reason: str, timeout: float
 
 
 # -- client side -------------------------------------------------------------------------
+
+
+def scheduler_id(client) -> str | None:
+    """The id of the scheduler the client is connected to, as of its last (re)connection.
+
+    Relies on ``Client._scheduler_identity``, which the client refreshes when it connects;
+    reading it sends nothing (safe while the scheduler is gone).
+    """
+    return (getattr(client, "_scheduler_identity", None) or {}).get("id")
 
 
 def adaptive_maximum(cluster) -> int | None:

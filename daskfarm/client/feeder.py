@@ -28,7 +28,7 @@ from typing import Any
 
 from distributed import Client
 
-from daskfarm import config
+from daskfarm import _distributed, config
 from daskfarm._protocol import RunOp
 from daskfarm.client.batching import BatchSizer
 from daskfarm.client.results import Batch, Results
@@ -81,6 +81,7 @@ class Feeder:
         self.last_status = 0.0
         self.disconnected_since: float | None = None
         self.lost_after = max(config.get_seconds("connect.timeout"), 1.0)
+        self.scheduler_id = self._scheduler_id()
         self.stopper = Stopper(run_id, state, client, plugin)
         self.thread = threading.Thread(target=self._main, name=f"daskfarm-feeder-{run_id}",
                                        daemon=True)
@@ -246,9 +247,16 @@ class Feeder:
     # -- status ----------------------------------------------------------------------------
 
     def _check_scheduler(self, now: float) -> None:
-        """Raise once the client has been cut off from its scheduler for too long."""
+        """Raise once the client has been cut off from its scheduler for too long, or has
+        reconnected (to a restarted scheduler, say): every future in flight is lost then."""
         if self.client.status == "running":
-            self.disconnected_since = None
+            if self.disconnected_since is not None or self._scheduler_id() != self.scheduler_id:
+                raise FarmConnectionError(
+                    f"the connection to the scheduler at {self.client.scheduler.address} was "
+                    "lost and made again (a restarted scheduler?): the run's tasks in flight "
+                    "are gone and the run stopped. Results received so far are in the store: "
+                    "rerun the same map to resume."
+                )
             return
         if self.disconnected_since is None:
             self.disconnected_since = now
@@ -258,6 +266,9 @@ class Feeder:
                 f"{self.lost_after:g} s (client status {self.client.status!r}); the run stopped. "
                 "Results received so far are in the store: rerun the same map to resume."
             )
+
+    def _scheduler_id(self) -> str | None:
+        return _distributed.scheduler_id(self.client)
 
     def _tick(self, now: float) -> None:
         self._check_scheduler(now)

@@ -46,9 +46,6 @@ def test_scheduler_killed_mid_run_raises_promptly_and_keeps_what_arrived(dask_cl
         assert dm.check().ok
 
 
-@pytest.mark.xfail(strict=True, reason="a client that reconnects within connect.timeout lets "
-                   "the run go on: its in-flight items count as cancelled and it waits for "
-                   "workers that left with the old scheduler")
 def test_scheduler_restarted_mid_run_still_stops_the_run(dask_cluster, tmp_path):
     store = tmp_path / "store"
     never = f"never-{uuid.uuid4().hex}"
