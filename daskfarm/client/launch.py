@@ -15,7 +15,14 @@ from daskfarm import config
 from daskfarm.client.bar import TerminalBar, want_bar
 from daskfarm.client.batching import BatchSizer
 from daskfarm.client.feeder import Feeder
-from daskfarm.client.options import MapOptions, check_items, check_task, qualified_name, safe_name
+from daskfarm.client.options import (
+    MapOptions,
+    check_init_arguments,
+    check_items,
+    check_task,
+    qualified_name,
+    safe_name,
+)
 from daskfarm.client.preflight import preflight
 from daskfarm.client.source import ItemSource, ResumeFilter
 from daskfarm.client.state import RunState
@@ -39,6 +46,7 @@ def start_run(farm: Any, task: Any, items: Any, opts: MapOptions) -> tuple[Run, 
                              initkwds=opts.initkwds, retries=opts.retries,
                              report_interval=config.get_seconds("report-interval"),
                              timeout=opts.timeout, grace=config.get_seconds("cancel-grace"))
+    check_init_arguments(task, spec.initargs, spec.initkwds, spec.pass_process_number)
     spec_bytes = execute.dumps_spec(spec)
     preflight(farm.client, spec_bytes, identity)
 

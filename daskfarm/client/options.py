@@ -74,6 +74,34 @@ def check_map_options(*, name: Any, store: Any, plot: Any, initkwds: Any, numite
         raise FarmValueError(f"numitems must be a whole number >= 0 (or None), not {numitems!r}")
 
 
+def check_init_arguments(task: Any, initargs: tuple, initkwds: dict,
+                         process_number: bool) -> None:
+    """A class task's ``__init__`` must take ``initargs``/``initkwds`` (it is called on the
+    workers only: a mismatch would fail every item there)."""
+    if not inspect.isclass(task):
+        if initargs or initkwds:
+            raise FarmTypeError(
+                f"initargs/initkwds are for class tasks, but {qualified_name(task)} is a "
+                "function; pass its fixed arguments with functools.partial(task, ...)"
+            )
+        return
+    try:
+        signature = inspect.signature(task)
+    except (TypeError, ValueError):  # a class implemented in C: nothing to check
+        return
+    kwds = dict(initkwds)
+    if process_number:
+        kwds["process_number"] = 0
+    try:
+        signature.bind(*initargs, **kwds)
+    except TypeError as exc:
+        raise FarmTypeError(
+            f"{task.__name__}{signature} cannot take initargs={initargs!r}, "
+            f"initkwds={initkwds!r} ({exc}); its __init__ is called with them once per worker "
+            "process"
+        ) from None
+
+
 def check_errors_option(errors: Any) -> str:
     if errors not in ("raise", "continue"):
         raise FarmValueError(

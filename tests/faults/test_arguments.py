@@ -74,10 +74,8 @@ def test_unchecked_map_options_fail_at_map(farm, kwargs, error, match):
         farm.map(task, range(3), progress=False, **kwargs)
 
 
-@pytest.mark.xfail(strict=True, reason="the class's __init__ is called on the workers only: "
-                   "initargs it cannot take fail every item")
 def test_initargs_a_class_cannot_take_fail_at_map(farm):
-    with pytest.raises(FarmTypeError, match="initargs"):  # (today: every item fails)
+    with pytest.raises(FarmTypeError, match="initargs"):
         farm.map(core_tasks.Scaler, range(3), initargs=(1, 2, 3, 4), errors="continue",
                  progress=False)
 

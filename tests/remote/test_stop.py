@@ -69,3 +69,11 @@ def test_a_timed_out_item_on_a_remote_worker_fails_alone(nannied):
             release.set()
         wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=90,
                  message="the restarted worker")
+
+
+def test_controls_off_gives_a_link_without_the_token(nannied):
+    with Farm(nannied.address, controls=False) as farm:
+        link = farm.panel_link
+        assert link is not None and "token=" not in link
+    with Farm(nannied.address) as farm:
+        assert "token=" in farm.panel_link
