@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pathlib
-import shutil
 import sys
 import time
 from typing import Any
@@ -47,7 +45,10 @@ def add_parsers(sub: Any) -> None:
         description="Copy every shard of SOURCE (with its large-value files) into DEST, "
                     "which is created if missing. Shards already in DEST are kept, or "
                     "updated when SOURCE's copy has grown. Reading DEST then merges both "
-                    "result sets; SOURCE is not changed.")
+                    "result sets; SOURCE is not changed. Merging reads only the shards' "
+                    "headers and indexes and unpickles nothing, but reading the values "
+                    "afterwards runs pickle, which can run code: merge only stores from "
+                    "machines and people you trust.")
     merge.add_argument("source", metavar="SOURCE", help="the store to copy from")
     merge.add_argument("dest", metavar="DEST", help="the store to copy into")
     merge.set_defaults(func=merge_command)
@@ -68,7 +69,7 @@ def ls_command(args: argparse.Namespace) -> int:
         report = dm.check()
         shards = [e for e in report.entries if e.name.endswith(SUFFIX)]
         head = (f"{args.path}: {len(shards)} shards, {sum(e.records for e in shards)} records, "
-                f"{len(dm)} keys, {len(dm.failures())} failures")
+                f"{len(dm)} keys, {len(dm.failed_keys())} failures")
         if report.problems:
             head += f", {len(report.problems)} problem(s): see `daskfarm store check`"
         print(head)
@@ -99,6 +100,8 @@ def _record_dict(r: Any) -> dict:
 
 
 def show_command(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise CLIError(f"--limit {args.limit}: give a count of records, or 0 for all")
     limit = args.limit if args.limit > 0 else None
     with open_store(args.path) as dm:
         if args.keys:
@@ -146,60 +149,18 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def merge_command(args: argparse.Namespace) -> int:
-    from daskfarm import DataManager
-    from daskfarm.store._record import BLOBS_SUFFIX, SUFFIX
+    from daskfarm.store import merge_store
 
-    source, dest = pathlib.Path(args.source), pathlib.Path(args.dest)
-    if source.resolve() == dest.resolve():
-        raise CLIError("SOURCE and DEST are the same store")
-    with open_store(args.source) as src:
-        report = src.check()
-    DataManager(dest).close()  # creates DEST, or says why it cannot be written
-    copied = updated = kept = records = 0
-    for entry in report.entries:
-        if not entry.name.endswith(SUFFIX):
-            if entry.status == "stray":
-                print(f"daskfarm: not copied (not a shard): {source / entry.name}",
-                      file=sys.stderr)
-            continue
-        if entry.status in ("foreign", "newer"):
-            print(f"daskfarm: not copied ({entry.status}): {source / entry.name}: "
-                  f"{entry.detail}", file=sys.stderr)
-            continue
-        src_file, dst_file = source / entry.name, dest / entry.name
-        size = src_file.stat().st_size
-        existing = dst_file.stat().st_size if dst_file.exists() else None
-        if existing is not None and existing >= size:
-            kept += 1
-            continue
-        blobs = src_file.with_name(entry.name.removesuffix(SUFFIX) + BLOBS_SUFFIX)
-        if blobs.is_dir():  # large values first: a reader never sees a shard without them
-            _copy_blobs(blobs, dest / blobs.name)
-        _copy_atomically(src_file, dst_file)
-        if existing is None:
-            copied += 1
-        else:
-            updated += 1
-        records += entry.records
-        if entry.status == "in-progress":
-            print(f"daskfarm: {entry.name} is still being written: merge again when its "
-                  "run is over", file=sys.stderr)
-    print(f"merged {args.source} into {args.dest}: {copied} shards copied, {updated} updated, "
-          f"{kept} already there ({records} records copied)")
+    if not os.path.isdir(args.source):
+        raise CLIError(f"no store directory {args.source}")
+    report = merge_store(args.source, args.dest)
+    for name, why in report.skipped:
+        print(f"daskfarm: not copied ({why}): {os.path.join(args.source, name)}",
+              file=sys.stderr)
+    for name in report.in_progress:
+        print(f"daskfarm: {name} is still being written: merge again when its run is over",
+              file=sys.stderr)
+    print(f"merged {args.source} into {args.dest}: {report.copied} shards copied, "
+          f"{report.updated} updated, {report.kept} already there ({report.records} records "
+          "copied)")
     return 0
-
-
-def _copy_blobs(src: pathlib.Path, dst: pathlib.Path) -> None:
-    dst.mkdir(exist_ok=True)
-    for f in src.iterdir():
-        if f.is_file() and not (dst / f.name).exists():
-            _copy_atomically(f, dst / f.name)
-
-
-def _copy_atomically(src: pathlib.Path, dst: pathlib.Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.merging-{os.getpid()}")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)

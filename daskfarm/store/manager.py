@@ -17,10 +17,17 @@ from typing import Any
 
 import zict
 
-from daskfarm.exceptions import CorruptShardWarning, FarmClosedError, StoreError, StoreFormatError
+from daskfarm.exceptions import (
+    CorruptShardWarning,
+    FarmClosedError,
+    FarmTypeError,
+    FarmValueError,
+    StoreError,
+    StoreFormatError,
+)
 from daskfarm.store._blobs import BlobFiles, dumps_oob, loads_oob
 from daskfarm.store._check import CheckReport, check_store
-from daskfarm.store._format import store_error
+from daskfarm.store._format import fsync_dir, store_error
 from daskfarm.store._log import SIDE, SLOT_BITS, Log, cache_weight
 from daskfarm.store._record import BLOB, Record, blobs_dir, username
 from daskfarm.store._view import View
@@ -43,6 +50,13 @@ class DataManager:
     :meth:`get_all` for the rule and for every record). Stray, truncated or corrupt files are
     skipped, or read up to their last intact block, with one :class:`CorruptShardWarning`
     naming each.
+
+    Trust: listing, counting, checking, merging and resuming (``keys``, ``len``,
+    ``stored_keys``, ``failed_keys``, ``check``, ``daskfarm store merge``) read only the
+    shards' headers and indexes, which are JSON and msgpack, and never unpickle anything.
+    Reading values and items (``[key]``, ``values``, ``items``, ``params``, ``get_all``,
+    ``failures``, ``find``, ``to_dataframe``) unpickles them, and unpickling can run code:
+    only copy or merge in shards from machines and people you trust.
 
     Parameters
     ----------
@@ -79,7 +93,7 @@ class DataManager:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False):
-        self.path = pathlib.Path(path)
+        self.path = _check_path(path)
         self.readonly = readonly
         _prepare(self.path, readonly)
         self._lock = threading.RLock()
@@ -133,7 +147,7 @@ class DataManager:
 
     def session(self, name: str | None = None, *, run_id: Any = None, task: Any = None,
                 version: Any = None, commit_interval: float = 1.0, commit_records: int = 500,
-                blob_threshold: int | None = None) -> Session:
+                blob_threshold: int | None = None, key_scheme: int | None = None) -> Session:
         """A writable mapping backed by a new shard of this store.
 
         See :class:`Session` for the parameters and the commit rule.
@@ -149,7 +163,7 @@ class DataManager:
                              f"DataManager({str(self.path)!r}) to write")
         s = Session(self.path, name, run_id=run_id, task=task, version=version,
                     commit_interval=commit_interval, commit_records=commit_records,
-                    blob_threshold=blob_threshold)
+                    blob_threshold=blob_threshold, key_scheme=key_scheme)
         s._on_commit = self._changed
         self._sessions.add(s)
         return s
@@ -237,7 +251,7 @@ class DataManager:
         """
         view = self._point(key)
         blk, slot = view.locate(view.latest[key])
-        return blk.log.read_items(blk)[slot]
+        return self._item(blk, slot)
 
     def get_all(self, key: str) -> list[Record]:
         """Every record stored under ``key``, in every shard, oldest first, with provenance.
@@ -302,6 +316,11 @@ class DataManager:
             out.extend(values)
         return out
 
+    def failed_keys(self) -> frozenset[str]:
+        """The keys with a failure record and no successful one, from the indexes alone."""
+        view = self._whole()
+        return frozenset(k for k in list(view.failed) if k not in view.latest)
+
     def failures(self) -> list[Record]:
         """The newest failure record of every key that has no successful record."""
         view = self._whole()
@@ -330,14 +349,19 @@ class DataManager:
         while i < len(blocks):  # not a for loop: blocks committed meanwhile are read too
             blk, base = blocks[i], i << SLOT_BITS
             i += 1
-            if blk.pure and blk.clean:
-                yield blk.keys, blk.log.read_values(blk, cache=False)
-                continue
             if min(blk.tags) >= SIDE:  # failures only
                 continue
-            values, keys, out = blk.log.read_values(blk, cache=False), [], []
+            values = blk.log.read_values(blk, cache=False)
+            if blk.pure and blk.clean and not blk.bad:
+                yield blk.keys, values
+                continue
+            keys, out = [], []
             for slot, key in enumerate(blk.keys):
                 if latest.get(key) != base + slot:
+                    continue
+                if (1, slot) in blk.bad:
+                    self._warn(blk.log.name, ("import", blk.bad[1, slot]),
+                               f"{self._unreadable(blk, slot)}; skipped", 4)
                     continue
                 if blk.tags[slot] != BLOB:
                     keys.append(key)
@@ -347,17 +371,37 @@ class DataManager:
                 if keys:
                     yield keys, out
                     keys, out = [], []
+                name = blk.blobs[slot] if blk.blobs is not None else values[slot]
                 try:
-                    value = self._blob(blk.log, values[slot], key)
+                    value = self._blob(blk.log, name, key)
                 except StoreError as e:
-                    self._warn(blk.log.name, ("blob", values[slot]), f"{e}; skipped", 4)
+                    self._warn(blk.log.name, ("blob", name), f"{e}; skipped", 4)
                     continue
                 yield [key], [value]
             yield keys, out
 
+    def _unreadable(self, blk: Any, slot: int, column: int = 1) -> str:
+        what = "value" if column else "item"
+        needs = blk.bad[column, slot]
+        module = needs.rsplit(".", 1)[0]
+        return (f"the {what} of {blk.keys[slot]!r} in {blk.log.name} needs {needs}, which "
+                f"this Python cannot import: install the module {module!r} or put it on "
+                "sys.path (run the reader where the task's code is importable)")
+
     def _value(self, blk: Any, slot: int) -> Any:
-        value = blk.log.read_values(blk)[slot]
-        return self._blob(blk.log, value, blk.keys[slot]) if blk.tags[slot] == BLOB else value
+        values = blk.log.read_values(blk)
+        if (1, slot) in blk.bad:
+            raise StoreError(self._unreadable(blk, slot))
+        if blk.tags[slot] != BLOB:
+            return values[slot]
+        name = blk.blobs[slot] if blk.blobs is not None else values[slot]
+        return self._blob(blk.log, name, blk.keys[slot])
+
+    def _item(self, blk: Any, slot: int) -> Any:
+        items = blk.log.read_items(blk)
+        if (0, slot) in blk.bad:
+            raise StoreError(self._unreadable(blk, slot, 0))
+        return items[slot]
 
     def _blob(self, log: Log, name: str, key: str) -> Any:
         blobs = self._blob_maps.get(log.name)
@@ -377,14 +421,32 @@ class DataManager:
     def _record(self, view: View, loc: int) -> Record:
         blk, slot = view.locate(loc)
         meta, tag = blk.log.meta or {}, blk.tags[slot]
-        common = dict(key=blk.keys[slot], item=blk.log.read_items(blk)[slot], task=meta.get("task"),
+        common = dict(key=blk.keys[slot], item=self._item(blk, slot), task=meta.get("task"),
                       version=meta.get("version"), time=blk.times[slot], host=meta.get("host"),
-                      run_id=meta.get("run_id"), shard=blk.log.name)
+                      run_id=meta.get("run_id"), shard=blk.log.name,
+                      duration=blk.duration(slot), worker=blk.worker(slot))
         if tag >= SIDE:
-            exc_type, message, traceback = blk.log.read_values(blk)[slot]
+            if blk.fails is not None:
+                exc_type, message, traceback = blk.fails[slot]
+            else:
+                exc_type, message, traceback = blk.log.read_values(blk)[slot]
             return Record(value=None, failed=True, exc_type=exc_type, message=message,
                           traceback=traceback, **common)
         return Record(value=self._value(blk, slot), **common)
+
+
+def _check_path(path: Any) -> pathlib.Path:
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise FarmTypeError(f"DataManager(path) takes the path of a store directory (a str or "
+                            f"pathlib.Path), not {type(path).__name__}: e.g. "
+                            "DataManager('results')")
+    if not os.fspath(path):
+        raise FarmValueError("DataManager('') names no directory (it would be the current "
+                             "one): give the store a directory of its own, e.g. "
+                             "DataManager('results')")
+    return pathlib.Path(path)
 
 
 def _prepare(path: pathlib.Path, readonly: bool) -> None:
@@ -394,8 +456,11 @@ def _prepare(path: pathlib.Path, readonly: bool) -> None:
     if not path.exists():
         if readonly:
             raise StoreError(errno.ENOENT, f"{path} does not exist: check the path")
+        missing = [p for p in [path, *path.parents] if not p.exists()]
         try:
             path.mkdir(parents=True, exist_ok=True)
+            for created in missing:  # each new name is durable only once its parent is synced
+                fsync_dir(created.parent)
         except OSError as e:
             raise store_error(e, "create the store directory", path) from e
     if not readonly and not os.access(path, os.W_OK | os.X_OK):

@@ -134,6 +134,9 @@ class _ShortWrites:
         self.room -= n
         return n
 
+    def writev(self, fd, buffers):
+        return self.write(fd, b"".join(buffers))
+
 
 def test_header_written_in_pieces_on_a_nearly_full_disk(tmp_path, monkeypatch):
     disk = _ShortWrites(room=10_000, step=7)  # room for the header, 7 bytes per write

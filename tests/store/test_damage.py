@@ -180,7 +180,7 @@ def test_a_live_writers_unfinished_block_is_not_a_problem(tmp_path):
         s.put_many((f"k{i}", None, i) for i in range(10))
         s.flush()
         with open(s.path, "ab") as f:  # what a reader may see during a write
-            f.write(struct.pack("<QI", 1000, 0) + b"partial")
+            f.write(_format.block_head(1000, 0) + b"partial")
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert len(dm) == 10
@@ -216,6 +216,9 @@ class _FullDisk:
         n = os.write(fd, bytes(data)[: self.room])
         self.room -= n
         return n
+
+    def writev(self, fd, buffers):
+        return self.write(fd, b"".join(buffers))
 
 
 @pytest.mark.parametrize("error", [errno.ENOSPC, errno.EIO])
@@ -271,10 +274,10 @@ def test_header_is_json_with_provenance(tmp_path):
     with DataManager(tmp_path) as dm, dm.session("n", run_id="r", task="t", version=(1, 2)) as s:
         s["a"] = 1
     raw = s.path.read_bytes()
-    magic, version, _flags, size, _crc = struct.unpack_from("<8sHHII", raw)
-    meta = json.loads(raw[20 : 20 + size])
+    magic, version, _flags, size, _crc, _head_crc = struct.unpack_from("<8sHHIII", raw)
+    meta = json.loads(raw[24 : 24 + size])
     assert magic == _format.MAGIC
-    assert version == 1
+    assert version == 2
     assert meta["pid"] == os.getpid()
     assert (meta["run_id"], meta["task"]) == ("r", "t")
     assert meta["version"] == [1, 2]  # JSON
