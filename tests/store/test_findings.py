@@ -224,7 +224,7 @@ def _flip(path, offset, bit=0x04):
 
 def test_a_flipped_header_length_is_reported_corrupt(tmp_path):
     shard, _ = _shard_with_blocks(tmp_path)
-    _flip(shard, 12 + 1)  # the metadata length field
+    _flip(shard, 12 + 2)  # the metadata length field: now beyond the end of the file
     with DataManager(tmp_path) as dm:
         with pytest.warns(CorruptShardWarning, match="checksum"):
             assert len(dm) == 0
