@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from daskfarm.exceptions import CorruptShardWarning, StoreError, StoreFormatError
-from daskfarm.store import DataManager, _format, _log
+from daskfarm.store import DataManager, _commit, _format, _log
 from daskfarm.store._log import Log
 
 
@@ -202,7 +202,7 @@ def test_foreign_hosts_unfinished_block_warns_after_the_grace_period(tmp_path):
 
 
 class _FullDisk:
-    """Stands in for the os module in _log: writes stop after ``room`` bytes with ``error``."""
+    """Stands in for the os module in _commit: writes stop after ``room`` bytes with ``error``."""
 
     def __init__(self, room, error):
         self.room, self.error = room, error
@@ -227,7 +227,7 @@ def test_disk_error_at_commit_leaves_the_shard_readable(tmp_path, monkeypatch, e
         s = dm.session(commit_interval=3600, commit_records=10**6)
         s.put_many((f"a{i}", None, i) for i in range(100))
         s.flush()
-        monkeypatch.setattr(_log, "os", _FullDisk(room=300, error=error))
+        monkeypatch.setattr(_commit, "os", _FullDisk(room=300, error=error))
         s.put_many((f"b{i}", None, i) for i in range(100))
         with pytest.raises(StoreError) as info:
             s.flush()

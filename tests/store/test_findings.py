@@ -29,7 +29,7 @@ from daskfarm.exceptions import (
     FarmValueError,
     StoreError,
 )
-from daskfarm.store import DataManager, _format, _log, _merge, manager, merge_store
+from daskfarm.store import DataManager, _commit, _format, _merge, manager, merge_store
 from daskfarm.store._log import Log
 from daskfarm.store._record import HOST
 from daskfarm.store.session import Session
@@ -120,7 +120,7 @@ def test_trust_is_documented_where_users_merge(capsys):
 class _Interrupt:
     """A tracer that raises KeyboardInterrupt at the n-th line run inside a commit."""
 
-    CODES = {Log.flush.__code__, Log._open_for_append.__code__, _log._write_all.__code__,
+    CODES = {Log.flush.__code__, Log._open_for_append.__code__, _commit.write_all.__code__,
              Session.flush.__code__}
 
     def __init__(self, n: int):
@@ -167,11 +167,11 @@ def test_a_commit_interrupted_anywhere_stores_every_record_once(tmp_path, monkey
             s.flush()  # the retry: whatever the interrupt left, each record goes in once
             # and a later failed commit never cuts back into what was committed
             s.put_many((f"d{i}", i, i) for i in range(10))
-            monkeypatch.setattr(_log, "os", _FullDisk())
+            monkeypatch.setattr(_commit, "os", _FullDisk())
             with pytest.raises(StoreError):
                 s.flush()
             monkeypatch.undo()
-            s._log.pending = _log.Pending()  # dropped: the session is abandoned here
+            s._log.pending = _commit.Pending()  # dropped: the session is abandoned here
             s.close()
         expected = {f"{p}{i}": i for p in "abc" for i in range(10)}
         assert quiet_read(store) == expected, f"interrupted at line event {point}"
