@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -29,6 +30,9 @@ def add_parsers(sub: Any) -> None:
     show.add_argument("--limit", type=int, default=20, metavar="N",
                       help="show at most N records (default 20; 0 for all)")
     show.add_argument("--failures", action="store_true", help="show the failures instead")
+    show.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                      help="only records whose item has this field value (a JSON value, "
+                           "else text; repeat for several fields), e.g. --where x=2")
     show.add_argument("--json", action="store_true", help="print JSON lines")
     show.set_defaults(func=show_command)
 
@@ -91,7 +95,8 @@ def _when(t: float) -> str:
 
 def _record_dict(r: Any) -> dict:
     out = {"key": r.key, "item": r.item, "task": r.task, "version": r.version,
-           "time": r.time, "host": r.host, "run_id": r.run_id, "shard": r.shard}
+           "time": r.time, "host": r.host, "run_id": r.run_id, "shard": r.shard,
+           "worker": r.worker, "duration": r.duration}
     if r.failed:
         out.update(failed=True, exc_type=r.exc_type, message=r.message, traceback=r.traceback)
     else:
@@ -116,6 +121,13 @@ def show_command(args: argparse.Namespace) -> int:
             for r in dm.failures()[:limit]:
                 _print_record(r, args.json)
             return 0
+        if args.where:
+            found = dm.find(**parse_where(args.where))
+            for r in found[:limit]:
+                _print_record(r, args.json)
+            if limit is not None and len(found) > limit:
+                print(f"... {len(found) - limit} more (--limit 0 shows all)", file=sys.stderr)
+            return 0
         shown = 0
         for key, value in dm.iteritems():
             if limit is not None and shown >= limit:
@@ -128,6 +140,20 @@ def show_command(args: argparse.Namespace) -> int:
                 print(f"{key}  {_short(item)} -> {_short(value)}")
             shown += 1
     return 0
+
+
+def parse_where(conditions: list[str]) -> dict[str, Any]:
+    """``["x=2", "mode=fast"]`` -> ``{"x": 2, "mode": "fast"}`` (JSON values, else text)."""
+    fields: dict[str, Any] = {}
+    for condition in conditions:
+        name, sep, text = condition.partition("=")
+        if not sep or not name.strip():
+            raise CLIError(f"--where {condition!r}: write FIELD=VALUE, e.g. --where x=2")
+        try:
+            fields[name.strip()] = json.loads(text)
+        except ValueError:
+            fields[name.strip()] = text
+    return fields
 
 
 def _print_record(r: Any, as_json: bool, provenance: bool = False) -> None:
