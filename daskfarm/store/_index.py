@@ -136,7 +136,7 @@ def decode_index(raw: memoryview, version: int) -> Block:
     if type(keys) is not list or type(tags) is not bytes or type(times) is not bytes:
         raise ValueError("the index's keys, tags or times have the wrong type")
     n = len(keys)
-    if len(tags) != n or not all(type(k) is str for k in keys):
+    if len(tags) != n or not set(map(type, keys)) <= {str}:
         raise ValueError("the index's keys and tags do not match")
     block = Block(keys, tags, _from_le("d", times, n, "time"),
                   None if dur is None else _from_le("d", dur, n, "duration"),
