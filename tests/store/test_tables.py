@@ -171,3 +171,14 @@ def test_an_unreadable_value_is_left_out_of_the_table_with_a_warning(tmp_path, m
         df = dm.to_dataframe()
     assert df["key"].tolist() == ["a"]
     assert any("gonemod.Thing" in str(w.message) for w in caught)
+
+
+def test_the_readmes_two_lines_from_a_sweep_to_an_xarray_grid(tmp_path):
+    pytest.importorskip("xarray")
+    with DataManager(tmp_path) as dm, dm.session() as s:
+        s.put_many((f"k{a}{b}", {"a": a, "b": b}, {"mean": a * 10 + b, "std": 0.0})
+                   for a in range(3) for b in range(4))
+    df = DataManager(tmp_path).to_dataframe()  # a sweep over a and b
+    grid = df.set_index(["a", "b"])["mean"].to_xarray()
+    assert grid.dims == ("a", "b") and grid.shape == (3, 4)
+    assert float(grid.sel(a=2, b=3)) == 23
