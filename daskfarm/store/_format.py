@@ -51,14 +51,16 @@ sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 _FIXES = {
     errno.ENOSPC: "free some disk space, or write the store elsewhere",
-    errno.EDQUOT: "free some of your disk quota, or write the store elsewhere",
+    # not every platform has EDQUOT (Windows does not): a missing name must not break import
+    getattr(errno, "EDQUOT", -1): "free some of your disk quota, or write the store elsewhere",
     errno.EACCES: "make the store directory writable (chmod u+w) or choose another path",
     errno.EPERM: "make the store directory writable (chmod u+w) or choose another path",
     errno.EROFS: "the filesystem is read-only: choose a store path on a writable one",
     errno.EIO: "the disk reported an I/O error: check the device and copy the store elsewhere",
 }
 #: What a filesystem answers when it cannot fsync a directory at all: nothing to make durable.
-_NO_DIR_SYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EISDIR}
+_NO_DIR_SYNC = {errno.EINVAL, errno.EBADF, errno.EISDIR, getattr(errno, "ENOTSUP", -1),
+                getattr(errno, "EOPNOTSUPP", -1)}
 
 
 def store_error(exc: OSError, action: str, path: os.PathLike[str] | str) -> StoreError:
