@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import io
 import math
+import operator
 import pickle
 import sys
 from array import array
+from itertools import repeat
 from typing import Any
 
 import msgpack
@@ -98,9 +100,9 @@ def pack_index(keys, tags: bytes, times: array, durations, workers,
     n = len(keys)
     dur = wid = None
     names: list[str] = []
-    if durations is not None and durations.count(None) != n:
+    if durations is not None and not all(map(operator.is_, durations, repeat(None))):
         dur = array("d", (math.nan if d is None else float(d) for d in durations))
-    if workers is not None and workers.count(None) != n:
+    if workers is not None and not all(map(operator.is_, workers, repeat(None))):
         table: dict[str, int] = {}
         wid = array("H", (NO_WORKER if w is None else table.setdefault(str(w), len(table))
                           for w in workers))
@@ -163,6 +165,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 def encode_items(items) -> bytes:
     """The items section of a new block: a kind byte, then nothing or a pickle."""
-    if items.count(None) == len(items):
+    if all(map(operator.is_, items, repeat(None))):  # not ==: an array item compares by element
         return bytes([ITEMS_NONE])
     return bytes([ITEMS_PICKLE]) + pickle.dumps(list(items), protocol=5)

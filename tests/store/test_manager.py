@@ -379,3 +379,12 @@ def test_hidden_files_are_ignored(tmp_path):
         with DataManager(tmp_path) as dm:
             assert len(dm) == 1
             assert dm.check().ok
+
+
+def test_array_items_are_stored_with_their_records(tmp_path):
+    # an array compares element by element: a block of array items must not be taken
+    # for "no items" by an == comparison with None
+    with DataManager(tmp_path) as dm:
+        with dm.session() as s:
+            s.put_many([("a", np.array([6, 7]), 1), ("b", None, 2)])
+        assert dm.params("a").tolist() == [6, 7] and dm.params("b") is None
