@@ -149,6 +149,10 @@ def decode_index(raw: memoryview, version: int) -> Block:
     if block.widx is not None and any(i != NO_WORKER and i >= len(block.workers)
                                       for i in block.widx):
         raise ValueError("the index names a worker it does not list")
+    if (block.blobs or block.fails or not block.pure) and (
+            block.blobs.keys() != {s for s, t in enumerate(tags) if t == 1}
+            or block.fails.keys() != {s for s, t in enumerate(tags) if t >= 128}):
+        raise ValueError("the index's blob names or failures do not match its tags")
     return block
 
 
