@@ -318,7 +318,14 @@ class DataManager(ValueReads, Tables):
         return out
 
     def failed_keys(self) -> frozenset[str]:
-        """The keys with a failure record and no successful one, from the indexes alone."""
+        """The keys with a failure record and no successful one, from the indexes alone
+        (nothing is unpickled).
+
+        Examples
+        --------
+        >>> len(dm.failed_keys())  # doctest: +SKIP
+        3
+        """
         view = self._whole()
         return frozenset(k for k in list(view.failed) if k not in view.latest)
 
