@@ -1,19 +1,21 @@
 """Store keys: the same in every process for the same task identity and item.
 
-``dask.base.tokenize`` is deterministic for plain data, and the keys of plain items stay
-what they were (``tokenize(identity, item)``), so stores written before still resume. For
-anything else tokenize may fall back to pickling the class by value or to a random token,
-and an instance of a dataclass defined in a script's ``__main__`` gets a different key in
-every process: a rerun then recomputes everything. Such items get a key from a canonical
-serialisation that daskfarm owns: each object becomes a sequence of tagged, length-prefixed
-fields (type names by module and qualified name, never by identity or address), hashed
-with SHA-256.
+``dask.base.tokenize`` is deterministic for plain data and for dataclasses, namedtuples and
+enums of importable modules (measured: the same token in two processes), and the keys of
+those items stay what they were (``tokenize(identity, item)``), so stores written before
+still resume. But tokenize pickles a class of a script's ``__main__`` (or one defined in a
+function) by value, so its instances get a different key in every process and a rerun
+recomputes everything; and objects it pickles whole may pickle sets in hash order, which
+differs per process. Such items get a key from a canonical serialisation that daskfarm owns:
+each object becomes a sequence of tagged, length-prefixed fields (type names by module and
+qualified name, never by identity or address), hashed with SHA-256.
 
-Plain, keyed by tokenize: None, bool, int, float, complex, str, bytes, and tuples, lists,
-dicts, sets and frozensets of plain values (exactly those types, not subclasses), and numpy
-arrays of a non-object dtype and numpy scalars. Canonical: dataclasses, namedtuples, enums,
-subclasses of the builtins, object arrays, and objects whose ``__reduce_ex__`` names an
-importable callable and plain or canonical arguments and state.
+Keyed by tokenize (as before): None, bool, int, float, complex, str, bytes; tuples, lists,
+dicts, sets and frozensets of those (exactly those types); numpy arrays of a non-object
+dtype and numpy scalars; and dataclasses, namedtuples and enums whose class lives in an
+importable module, holding such values. Canonical: the same kinds from ``__main__`` or a
+function's scope, subclasses of the builtins, object arrays, and objects whose
+``__reduce_ex__`` names an importable callable and plain or canonical arguments and state.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def item_key(identity: str, item: Any) -> str:
     >>> len(item_key("sim:1", 3.5))
     32
     """
-    if _plain(item, 0):
+    if _tokenizable(item, 0):
         return tokenize(identity, item)
     h = hashlib.sha256(b"daskfarm-key\0%d\0" % KEY_SCHEME)
     _feed(h, identity, 0, item)
@@ -65,20 +67,31 @@ def item_key(identity: str, item: Any) -> str:
     return h.hexdigest()[:32]
 
 
-def _plain(obj: Any, depth: int) -> bool:
+def _tokenizable(obj: Any, depth: int) -> bool:
+    """Whether tokenize gives ``obj`` the same token in every process."""
     t = type(obj)
     if t in _ATOMS:
         return True
     if depth > _MAX_DEPTH:
         return False
     if t in _CONTAINERS:
-        return all(_plain(x, depth + 1) for x in obj)
+        return all(_tokenizable(x, depth + 1) for x in obj)
     if t is dict:
-        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in obj.items())
+        return all(_tokenizable(k, depth + 1) and _tokenizable(v, depth + 1)
+                   for k, v in obj.items())
     module = getattr(t, "__module__", "")
-    if module == "numpy" and t.__name__ == "ndarray":
-        return obj.dtype.kind != "O"
-    return module == "numpy" and hasattr(obj, "dtype") and obj.dtype.kind != "O"
+    if module == "numpy":
+        return hasattr(obj, "dtype") and obj.dtype.kind != "O"
+    if module == "__main__" or "<locals>" in t.__qualname__:
+        return False  # tokenize pickles such a class by value: a new token per process
+    if isinstance(obj, enum.Enum):
+        return True
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return all(_tokenizable(getattr(obj, f.name), depth + 1)
+                   for f in dataclasses.fields(obj))
+    if isinstance(obj, tuple) and hasattr(t, "_fields"):  # a namedtuple
+        return all(_tokenizable(x, depth + 1) for x in obj)
+    return False
 
 
 def _field(h: Any, tag: bytes, data: bytes) -> None:

@@ -61,14 +61,6 @@ def test_keys_of_main_module_classes_are_the_same_in_every_process():
         pytest.skip("this dask tokenizes __main__ dataclasses deterministically")
 
 
-@pytest.mark.parametrize("item", [
-    3, 2.5, "a", b"b", None, True, 1 + 2j, (1, "x"), [1, [2, 3]], {"x": 1, "y": (2.0, "s")},
-    {1, 2}, frozenset({"a"}), np.arange(5.0), np.float64(1.5), np.int32(7),
-])
-def test_plain_items_keep_the_keys_old_stores_have(item):
-    assert item_key("sim:1", item) == tokenize("sim:1", item)
-
-
 @dataclasses.dataclass
 class Point:
     x: int
@@ -81,6 +73,16 @@ Pair = collections.namedtuple("Pair", "a b")
 class Mode(enum.Enum):
     fast = 1
     slow = 2
+
+
+@pytest.mark.parametrize("item", [
+    3, 2.5, "a", b"b", None, True, 1 + 2j, (1, "x"), [1, [2, 3]], {"x": 1, "y": (2.0, "s")},
+    {1, 2}, frozenset({"a"}), np.arange(5.0), np.float64(1.5), np.int32(7),
+    # classes of an importable module: tokenize is stable for them
+    Point(1, 2.0), Pair(1, "b"), Mode.fast, {"p": Point(0, 0.5), "m": [Mode.slow]},
+])
+def test_items_tokenize_keys_the_same_everywhere_keep_the_keys_old_stores_have(item):
+    assert item_key("sim:1", item) == tokenize("sim:1", item)
 
 
 def test_canonical_keys_tell_items_apart_and_ignore_what_does_not_matter():
