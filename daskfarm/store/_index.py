@@ -138,8 +138,12 @@ def decode_index(raw: memoryview, version: int) -> Block:
     if type(keys) is not list or type(tags) is not bytes or type(times) is not bytes:
         raise ValueError("the index's keys, tags or times have the wrong type")
     n = len(keys)
-    if len(tags) != n or not set(map(type, keys)) <= {str}:
+    if len(tags) != n:
         raise ValueError("the index's keys and tags do not match")
+    try:
+        "".join(keys)  # every key a str: a C loop, 3x cheaper than looking at each type
+    except TypeError:
+        raise ValueError("the index holds a key that is not a str") from None
     block = Block(keys, tags, _from_le("d", times, n, "time"),
                   None if dur is None else _from_le("d", dur, n, "duration"),
                   names if type(names) is list else (),
