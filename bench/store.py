@@ -9,7 +9,11 @@ every backend alike; each figure is the median of the repetitions (5 for the qui
 set, 3 for the large one), with min-max:
 
 * small: 100,000 results of (float, float) under 32-hex keys (what dask's tokenize gives);
-* large: 200 float64 arrays of 8 MB each.
+* large: 200 float64 arrays of 8 MB each;
+* table: 1,000,000 small records (dict items {i, x}, dict results {y}) in 8 shards:
+  ``to_dataframe()``, ``find(i=...)`` of one value (the first call, which builds the
+  field's index, and later calls), and pandas reading the same table from a parquet file
+  and filtering it, in the same run.
 
 Write = open + store everything + close, *durable per batch*: after every batch (1,000 small
 results or 10 arrays) what was written survives a crash (fsync or equivalent). daskfarm
@@ -258,6 +262,59 @@ def run_paired(keys, arrays, reps, root):
     return times
 
 
+def run_table(n, reps, root):
+    """Seconds of to_dataframe, find and their pandas-on-parquet counterparts, per rep."""
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    xs = rng.random(n)
+    d = tempfile.mkdtemp(dir=root, prefix="bench-store-")
+    times = {name: [] for name in ("to_dataframe()", "find(i=v), first call", "find(i=v), later",
+                                   "pandas.read_parquet()", "df[df.i == v]")}
+    try:
+        t = time.perf_counter()
+        with DataManager(d) as dm:
+            for j in range(SHARDS):
+                lo_j, hi_j = j * n // SHARDS, (j + 1) * n // SHARDS
+                with dm.session() as s:
+                    for lo, hi in batches(hi_j - lo_j, BATCH):
+                        s.put_many((f"k{i}", {"i": i, "x": float(xs[i])}, {"y": 2 * float(xs[i])})
+                                   for i in range(lo + lo_j, hi + lo_j))
+                        s.flush()
+        write = time.perf_counter() - t
+        parquet = os.path.join(d, ".table.parquet")  # hidden: not part of the store
+        with DataManager(d) as dm:
+            dm.to_dataframe().to_parquet(parquet, index=False)
+        for rep in range(reps):
+            wanted = [int(v) for v in rng.integers(0, n, 3)]
+            with DataManager(d) as dm:
+                t = time.perf_counter()
+                df = dm.to_dataframe()
+                times["to_dataframe()"].append(time.perf_counter() - t)
+                assert len(df) == n
+            del df
+            with DataManager(d) as dm:
+                len(dm)  # the scan, as any open store has done before a query
+                t = time.perf_counter()
+                assert [r.item["i"] for r in dm.find(i=wanted[0])] == wanted[:1]
+                times["find(i=v), first call"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                assert [r.item["i"] for r in dm.find(i=wanted[1])] == wanted[1:2]
+                times["find(i=v), later"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            table = pd.read_parquet(parquet)
+            times["pandas.read_parquet()"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            assert table[table["i"] == wanted[2]]["i"].tolist() == wanted[2:]
+            times["df[df.i == v]"].append(time.perf_counter() - t)
+            del table
+            print(f"  rep {rep + 1}/{reps} table " + ", ".join(
+                f"{k} {v[-1]:.3f} s" for k, v in times.items()), file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(d)
+    return write, times
+
+
 def fmt(rates, scale=1.0):
     med = statistics.median(rates) * scale
     return f"{med:,.0f} ({min(rates) * scale:,.0f}-{max(rates) * scale:,.0f})"
@@ -281,8 +338,14 @@ def main():
     ap.add_argument("--small-reps", type=int, default=5, help="repetitions of the small set")
     ap.add_argument("--small", type=int, default=100_000)
     ap.add_argument("--large", type=int, default=200)
+    ap.add_argument("--table", type=int, default=1_000_000, help="records of the table set")
+    ap.add_argument("--table-reps", type=int, default=3)
     ap.add_argument("--dir", default=None, help="where the stores are written (default: $TMPDIR)")
+    ap.add_argument("--only", choices=["all", "backends", "table"], default="all",
+                    help="run the small and large sets, the table set, or all (default)")
     args = ap.parse_args()
+    if args.only == "table":
+        return print_table(args, *run_table(args.table, args.table_reps, args.dir))
     rng = np.random.default_rng(42)
     t0 = time.perf_counter()
 
@@ -354,6 +417,24 @@ def main():
     for name, got, want in goals:
         shown = f"{got:.2f}" if want < 10 else f"{got:,.0f}"
         print(f"  {'PASS' if got >= want else 'MISS'}  {name}: {shown}")
+    if args.only == "all":
+        print_table(args, *run_table(args.table, args.table_reps, args.dir))
+
+
+def print_table(args, write, times):
+    n = args.table
+    print(f"\nTable: {n:,} records (dict items, dict results) in {SHARDS} shards, written in "
+          f"{write:.1f} s; {args.table_reps} reps, seconds, median (min-max)")
+    print("| operation | seconds |")
+    print("|---|---|")
+    for name, values in times.items():
+        print(f"| {name} | {statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f}) |")
+    print("\nGoals:")
+    for name, label, want in [("to_dataframe() <= 3 s", "to_dataframe()", 3.0),
+                              ("find() of one value <= 0.5 s (first call)",
+                               "find(i=v), first call", 0.5)]:
+        got = statistics.median(times[label])
+        print(f"  {'PASS' if got <= want else 'MISS'}  {name}: {got:.3f} s")
 
 
 if __name__ == "__main__":

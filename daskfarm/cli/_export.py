@@ -1,4 +1,4 @@
-"""``daskfarm store export``: a store's results as CSV, JSON lines or a numpy ``.npz``."""
+"""``daskfarm store export``: a store's results as CSV, JSON lines, parquet or ``.npz``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 from daskfarm.cli._common import CLIError, jsonable, to_json
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-           ".npz": "npz"}
+           ".npz": "npz", ".parquet": "parquet", ".pq": "parquet"}
 
 DESCRIPTION = """Export every stored result (one row per key: the newest successful record)
 with the item that produced it.
@@ -23,18 +23,23 @@ with the item that produced it.
   jsonl  one JSON object per line: {"key": ..., "item": ..., "result": ...}
   npz    numpy arrays, for numeric results: keys, items (or item_<field>), results (or
          result_<field>); load with numpy.load(PATH)
+  parquet  the columns of DataManager.to_dataframe(): item fields, result fields, then
+         key, task, version, run_id, host, worker, time, duration; load with
+         pandas.read_parquet(PATH). Needs pandas and pyarrow: pip install 'daskfarm[parquet]'
 
-The format follows OUT's suffix (.csv, .jsonl, .npz) unless --format is given; OUT "-" writes
-CSV or JSON lines to stdout.
+The format follows OUT's suffix (.csv, .jsonl, .npz, .parquet) unless --format is given;
+OUT "-" writes CSV or JSON lines to stdout.
 """
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("export", help="write a store's results to CSV, JSON lines or .npz",
+    p = sub.add_parser("export", help="write a store's results to CSV, JSON lines, parquet "
+                       "or .npz",
                        description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", metavar="PATH", help="the store directory")
-    p.add_argument("out", metavar="OUT", help="the file to write (.csv, .jsonl, .npz) or -")
+    p.add_argument("out", metavar="OUT",
+                   help="the file to write (.csv, .jsonl, .npz, .parquet) or -")
     p.add_argument("--format", choices=sorted(set(FORMATS.values())))
     p.set_defaults(func=export_command)
 
@@ -48,12 +53,14 @@ def export_command(args: argparse.Namespace) -> int:
         fmt = FORMATS.get(suffix, "jsonl" if args.out == "-" else None)
         if fmt is None:
             raise CLIError(f"cannot tell the format of {args.out!r} from its suffix: name it "
-                           ".csv, .jsonl or .npz, or pass --format")
-    if fmt == "npz" and args.out == "-":
-        raise CLIError("an .npz archive cannot go to stdout: give a file name")
+                           ".csv, .jsonl, .npz or .parquet, or pass --format")
+    if fmt in ("npz", "parquet") and args.out == "-":
+        raise CLIError(f"a {fmt} file cannot go to stdout: give a file name")
     with open_store(args.path) as dm:
         rows = _rows(dm)
-        if fmt == "npz":
+        if fmt == "parquet":
+            n = write_parquet(dm, args.out)
+        elif fmt == "npz":
             n = write_npz(rows, args.out)
         else:
             out = sys.stdout if args.out == "-" else open(args.out, "w", newline="",
@@ -169,3 +176,19 @@ def write_npz(rows: Any, path: str) -> int:
     arrays.update(item_arrays)
     np.savez(path, **arrays)
     return len(keys)
+
+
+def write_parquet(dm: Any, path: str) -> int:
+    """The table of ``dm.to_dataframe()`` as a parquet file; the number of rows."""
+    try:
+        import pyarrow  # pandas' parquet engine
+    except ImportError:
+        raise CLIError("parquet export needs pyarrow: pip install 'daskfarm[parquet]' (or "
+                       "export to .csv or .jsonl)") from None
+    df = dm.to_dataframe()
+    try:
+        df.to_parquet(path, index=False)
+    except (TypeError, ValueError, pyarrow.ArrowException) as e:
+        raise CLIError(f"the results do not fit a parquet column ({e}): export to .jsonl "
+                       "instead") from e
+    return len(df)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import pathlib
-import shutil
 import sys
 import time
 from typing import Any
@@ -31,6 +30,9 @@ def add_parsers(sub: Any) -> None:
     show.add_argument("--limit", type=int, default=20, metavar="N",
                       help="show at most N records (default 20; 0 for all)")
     show.add_argument("--failures", action="store_true", help="show the failures instead")
+    show.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                      help="only records whose item has this field value (a JSON value, "
+                           "else text; repeat for several fields), e.g. --where x=2")
     show.add_argument("--json", action="store_true", help="print JSON lines")
     show.set_defaults(func=show_command)
 
@@ -47,7 +49,10 @@ def add_parsers(sub: Any) -> None:
         description="Copy every shard of SOURCE (with its large-value files) into DEST, "
                     "which is created if missing. Shards already in DEST are kept, or "
                     "updated when SOURCE's copy has grown. Reading DEST then merges both "
-                    "result sets; SOURCE is not changed.")
+                    "result sets; SOURCE is not changed. Merging reads only the shards' "
+                    "headers and indexes and unpickles nothing, but reading the values "
+                    "afterwards runs pickle, which can run code: merge only stores from "
+                    "machines and people you trust.")
     merge.add_argument("source", metavar="SOURCE", help="the store to copy from")
     merge.add_argument("dest", metavar="DEST", help="the store to copy into")
     merge.set_defaults(func=merge_command)
@@ -68,7 +73,7 @@ def ls_command(args: argparse.Namespace) -> int:
         report = dm.check()
         shards = [e for e in report.entries if e.name.endswith(SUFFIX)]
         head = (f"{args.path}: {len(shards)} shards, {sum(e.records for e in shards)} records, "
-                f"{len(dm)} keys, {len(dm.failures())} failures")
+                f"{len(dm)} keys, {len(dm.failed_keys())} failures")
         if report.problems:
             head += f", {len(report.problems)} problem(s): see `daskfarm store check`"
         print(head)
@@ -90,7 +95,8 @@ def _when(t: float) -> str:
 
 def _record_dict(r: Any) -> dict:
     out = {"key": r.key, "item": r.item, "task": r.task, "version": r.version,
-           "time": r.time, "host": r.host, "run_id": r.run_id, "shard": r.shard}
+           "time": r.time, "host": r.host, "run_id": r.run_id, "shard": r.shard,
+           "worker": r.worker, "duration": r.duration}
     if r.failed:
         out.update(failed=True, exc_type=r.exc_type, message=r.message, traceback=r.traceback)
     else:
@@ -99,6 +105,8 @@ def _record_dict(r: Any) -> dict:
 
 
 def show_command(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise CLIError(f"--limit {args.limit}: give a count of records, or 0 for all")
     limit = args.limit if args.limit > 0 else None
     with open_store(args.path) as dm:
         if args.keys:
@@ -113,6 +121,13 @@ def show_command(args: argparse.Namespace) -> int:
             for r in dm.failures()[:limit]:
                 _print_record(r, args.json)
             return 0
+        if args.where:
+            found = dm.find(**parse_where(args.where))
+            for r in found[:limit]:
+                _print_record(r, args.json)
+            if limit is not None and len(found) > limit:
+                print(f"... {len(found) - limit} more (--limit 0 shows all)", file=sys.stderr)
+            return 0
         shown = 0
         for key, value in dm.iteritems():
             if limit is not None and shown >= limit:
@@ -125,6 +140,20 @@ def show_command(args: argparse.Namespace) -> int:
                 print(f"{key}  {_short(item)} -> {_short(value)}")
             shown += 1
     return 0
+
+
+def parse_where(conditions: list[str]) -> dict[str, Any]:
+    """``["x=2", "mode=fast"]`` -> ``{"x": 2, "mode": "fast"}`` (JSON values, else text)."""
+    fields: dict[str, Any] = {}
+    for condition in conditions:
+        name, sep, text = condition.partition("=")
+        if not sep or not name.strip():
+            raise CLIError(f"--where {condition!r}: write FIELD=VALUE, e.g. --where x=2")
+        try:
+            fields[name.strip()] = json.loads(text)
+        except ValueError:
+            fields[name.strip()] = text
+    return fields
 
 
 def _print_record(r: Any, as_json: bool, provenance: bool = False) -> None:
@@ -146,60 +175,18 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def merge_command(args: argparse.Namespace) -> int:
-    from daskfarm import DataManager
-    from daskfarm.store._record import BLOBS_SUFFIX, SUFFIX
+    from daskfarm.store import merge_store
 
-    source, dest = pathlib.Path(args.source), pathlib.Path(args.dest)
-    if source.resolve() == dest.resolve():
-        raise CLIError("SOURCE and DEST are the same store")
-    with open_store(args.source) as src:
-        report = src.check()
-    DataManager(dest).close()  # creates DEST, or says why it cannot be written
-    copied = updated = kept = records = 0
-    for entry in report.entries:
-        if not entry.name.endswith(SUFFIX):
-            if entry.status == "stray":
-                print(f"daskfarm: not copied (not a shard): {source / entry.name}",
-                      file=sys.stderr)
-            continue
-        if entry.status in ("foreign", "newer"):
-            print(f"daskfarm: not copied ({entry.status}): {source / entry.name}: "
-                  f"{entry.detail}", file=sys.stderr)
-            continue
-        src_file, dst_file = source / entry.name, dest / entry.name
-        size = src_file.stat().st_size
-        existing = dst_file.stat().st_size if dst_file.exists() else None
-        if existing is not None and existing >= size:
-            kept += 1
-            continue
-        blobs = src_file.with_name(entry.name.removesuffix(SUFFIX) + BLOBS_SUFFIX)
-        if blobs.is_dir():  # large values first: a reader never sees a shard without them
-            _copy_blobs(blobs, dest / blobs.name)
-        _copy_atomically(src_file, dst_file)
-        if existing is None:
-            copied += 1
-        else:
-            updated += 1
-        records += entry.records
-        if entry.status == "in-progress":
-            print(f"daskfarm: {entry.name} is still being written: merge again when its "
-                  "run is over", file=sys.stderr)
-    print(f"merged {args.source} into {args.dest}: {copied} shards copied, {updated} updated, "
-          f"{kept} already there ({records} records copied)")
+    if not os.path.isdir(args.source):
+        raise CLIError(f"no store directory {args.source}")
+    report = merge_store(args.source, args.dest)
+    for name, why in report.skipped:
+        print(f"daskfarm: not copied ({why}): {os.path.join(args.source, name)}",
+              file=sys.stderr)
+    for name in report.in_progress:
+        print(f"daskfarm: {name} is still being written: merge again when its run is over",
+              file=sys.stderr)
+    print(f"merged {args.source} into {args.dest}: {report.copied} shards copied, "
+          f"{report.updated} updated, {report.kept} already there ({report.records} records "
+          "copied)")
     return 0
-
-
-def _copy_blobs(src: pathlib.Path, dst: pathlib.Path) -> None:
-    dst.mkdir(exist_ok=True)
-    for f in src.iterdir():
-        if f.is_file() and not (dst / f.name).exists():
-            _copy_atomically(f, dst / f.name)
-
-
-def _copy_atomically(src: pathlib.Path, dst: pathlib.Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.merging-{os.getpid()}")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -9,11 +9,10 @@ writer killed mid-write loses only the block it was writing. The file format is 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
-import pickle
 import time
-from array import array
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -21,11 +20,11 @@ import psutil
 import zict
 from zict.common import ZictBase
 
-from daskfarm.exceptions import FarmClosedError, FarmPicklingError, StoreError
+from daskfarm.exceptions import FarmClosedError, StoreError
+from daskfarm.store._commit import SIDE, Pending, encode_block, write_all
 from daskfarm.store._format import (
     BLOCK,
-    Block,
-    encode_block,
+    FORMAT_VERSION,
     encode_header,
     fsync_dir,
     read_header,
@@ -33,16 +32,19 @@ from daskfarm.store._format import (
     store_error,
     sync,
 )
-from daskfarm.store._record import HOST
+from daskfarm.store._index import ITEMS_NONE, Block
+from daskfarm.store._pickles import loads_block
+from daskfarm.store._record import BLOB, HOST, NAMESPACE
 
 __all__ = ["SIDE", "Log"]
 
-SIDE = 128  #: records with a tag >= SIDE are kept and scanned but not in the mapping view
 SLOT_BITS = 16  #: a record's location is block_number << SLOT_BITS | slot
 MAX_BLOCK_RECORDS = 1 << SLOT_BITS
 #: A writer on another host counts as alive this long after its shard last changed.
 WRITER_GRACE = 60.0
 CACHE_BYTES = 32 * 2**20
+
+logger = logging.getLogger(__name__)
 
 _writing: set[str] = set()  # shard paths this process has open for writing
 
@@ -109,12 +111,14 @@ class Log(ZictBase[str, Any]):
         self.problem: tuple[str, str] | None = None  # ("truncated" | "corrupt", detail)
         self.spill = spill
         self.spill_threshold = spill_threshold
-        self._index: dict[str, int] | None = None  # built on first mapping access
+        self.version = FORMAT_VERSION  # of the file; read from the header of an existing one
+        self.pending = Pending()  # records appended but not committed
+        self._index: dict[str, int] | None = None  # committed records, built on first access
         self._fd: int | None = None
+        self._dir_unsynced = False  # the new shard's name is not durable yet
         self._pid = os.getpid()
         self._broken: str | None = None
         self._closed = False
-        self._reset_pending()
         if self.writable:
             _writing.add(os.fspath(self.path))
         else:
@@ -128,31 +132,19 @@ class Log(ZictBase[str, Any]):
 
     # ---- writing -----------------------------------------------------------------------
 
-    def _reset_pending(self) -> None:
-        self._keys: list[str] = []
-        self._tags = bytearray()
-        self._times = array("d")
-        self._items: list[Any] = []
-        self._values: list[Any] = []
-
     @property
     def npending(self) -> int:
         """Records appended but not yet committed."""
-        return len(self._keys)
+        return len(self.pending)
 
-    def append(self, key: str, value: Any, item: Any = None, tag: int = 0, time: float = 0.0):
+    def append(self, key: str, value: Any, item: Any = None, tag: int = 0, time: float = 0.0,
+               duration: float | None = None, worker: str | None = None) -> None:
         """Append one record (kept in memory until :meth:`flush`)."""
         if type(key) is not str:
             raise TypeError(f"keys must be str, not {type(key).__name__}")
         if self._closed or not self.writable:
             raise FarmClosedError(f"{self.path.name} is closed or read-only: open a new session")
-        self._keys.append(key)
-        self._tags.append(tag)
-        self._times.append(time)
-        self._items.append(item)
-        self._values.append(value)
-        if self._index is not None and tag < SIDE:
-            self._index[key] = -len(self._keys)
+        self.pending.append(key, tag, time, item, value, duration, worker)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.append(key, value, None, 0, time.time())
@@ -160,83 +152,72 @@ class Log(ZictBase[str, Any]):
     def __delitem__(self, key: str) -> None:
         raise TypeError("a shard log is append-only: records cannot be deleted")
 
-    def flush(self) -> None:
+    def flush(self) -> list[tuple[str, Any, BaseException]]:
         """Commit every pending record as one block: write, then fdatasync.
+
+        Safe against an exception at any point (a full disk, Ctrl-C, SIGTERM): either the
+        whole commit is in the file and the records are no longer pending, or the file is
+        cut back to its last intact block and every record is still pending, so a later
+        flush stores each record once.
+
+        Returns
+        -------
+        list of (key, item, exception)
+            The records that could not be pickled: each was stored as a failure record
+            (exception type ``FarmPicklingError``) instead, the others as they were.
 
         Raises
         ------
         StoreError
             The disk refused the write (full, read-only, I/O error). The shard is cut back to
             its last intact block and the records stay pending, so a later flush retries.
-        FarmPicklingError
-            Some records could not be pickled: they are dropped, the others are committed.
         """
         with self.lock:
-            if not self._keys:
-                return
+            pending = self.pending
+            if not pending.trim():
+                return []
             if os.getpid() != self._pid:
                 raise StoreError(f"{self.path} was opened by process {self._pid}, not this one "
                                  "(a fork): open a new session in the child process")
             if self._broken:
                 raise StoreError(self._broken)
-            dropped: list[tuple[str, BaseException]] = []
-            chunks = [self._encode(lo, min(lo + MAX_BLOCK_RECORDS, self.npending), dropped)
-                      for lo in range(0, self.npending, MAX_BLOCK_RECORDS)]
-            data = b"".join(c[0] for c in chunks)
+            unstorable: list[tuple[str, Any, BaseException]] = []
+            chunks = [encode_block(pending.columns(lo, lo + MAX_BLOCK_RECORDS), self.spill,
+                                   self.spill_threshold, unstorable)
+                      for lo in range(0, len(pending), MAX_BLOCK_RECORDS)]
             fd = self._open_for_append()
+            start, nblocks = self.end, len(self.blocks)
             try:
-                _write_all(fd, data)
+                if self._dir_unsynced:
+                    fsync_dir(self.path.parent)
+                    self._dir_unsynced = False
+                # The position comes from the file: bytes past the last commit are what an
+                # interrupted commit left, and go before anything is appended.
+                if os.fstat(fd).st_size != start:
+                    os.ftruncate(fd, start)
+                write_all(fd, [frame for frames, _, _ in chunks for frame in frames])
                 sync(fd)
-            except OSError as e:
-                self._cut_back(fd)
-                raise store_error(e, f"commit {self.npending} records to", self.path) from e
-            pos = self.end
-            for raw, blk in chunks:
-                blk.offset = pos + BLOCK.size
-                pos += len(raw)
-                self.blocks.append(blk)
-            self.end = pos
-            self._reset_pending()
-            self._index = None if dropped else self._index
-            if self._index is not None:
-                self._index_blocks(self._index, len(self.blocks) - len(chunks))
-        if dropped:
-            keys = ", ".join(repr(k) for k, _ in dropped[:5])
-            raise FarmPicklingError(
-                f"{len(dropped)} record(s) could not be pickled and were not stored (keys "
-                f"{keys}): {dropped[0][1]!r}; the other records were committed to {self.name}. "
-                "Return picklable values (numbers, arrays, tuples, dicts of those)."
-            ) from dropped[0][1]
-
-    def _encode(self, lo: int, hi: int, dropped: list) -> tuple[bytes, Block]:
-        keys, tags, times = self._keys[lo:hi], self._tags[lo:hi], self._times[lo:hi]
-        items, values = self._items[lo:hi], self._values[lo:hi]
-        threshold = self.spill_threshold if self.spill else None
-        try:
-            pitems = pickle.dumps(items, protocol=5)
-            pvalues, big = _dumps_values(values, threshold)
-        except Exception:
-            # Find the culprits one record at a time and keep the rest of the block.
-            good = []
-            for i in range(len(keys)):
-                try:
-                    pickle.dumps((items[i], values[i]), protocol=5)
-                    good.append(i)
-                except Exception as e:
-                    dropped.append((keys[i], e))
-            keys, items = [keys[i] for i in good], [items[i] for i in good]
-            values = [values[i] for i in good]
-            tags, times = bytearray(tags[i] for i in good), array("d", (times[i] for i in good))
-            pitems = pickle.dumps(items, protocol=5)
-            pvalues, big = _dumps_values(values, threshold)
-        if big:
-            for i, (key, value) in enumerate(zip(keys, values)):
-                moved = self.spill(key, value)
-                if moved is not None:
-                    values[i], tags[i] = moved
-            pvalues, _ = _dumps_values(values, None)
-        raw, starts = encode_block(keys, bytes(tags), times, pitems, pvalues)
-        return raw, Block(self, 0, starts[2], starts, keys, bytes(tags), times)
+                pos = start
+                for _frames, nbytes, blk in chunks:
+                    blk.place(self, pos + BLOCK.size, blk.starts)
+                    pos += nbytes
+                self.blocks.extend(blk for _, _, blk in chunks)
+                self.end = pos
+                self.pending = Pending()  # the commit point: one assignment
+            except BaseException as e:
+                if self.pending is pending:  # not committed: leave no trace of it
+                    del self.blocks[nblocks:]
+                    self.end = start
+                    self._cut_back(fd)
+                    if isinstance(e, OSError) and not isinstance(e, StoreError):
+                        raise store_error(e, f"commit {len(pending)} records to",
+                                          self.path) from e
+                raise
+            self._index = None  # rebuilt from the blocks at the next mapping read
+        for key, _item, exc in unstorable:
+            logger.warning("%s: the value of %r cannot be pickled (%r): stored as a failure "
+                           "record", self.name, key, exc)
+        return unstorable
 
     def _open_for_append(self) -> int:
         if self._fd is not None:
@@ -248,14 +229,15 @@ class Log(ZictBase[str, Any]):
         except OSError as e:
             raise store_error(e, "create shard", self.path) from e
         try:
-            _write_all(fd, head)  # a short write would leave a header no reader accepts
+            write_all(fd, [head])  # a short write would leave a header no reader accepts
             sync(fd)
-        except OSError as e:
+        except BaseException as e:
             os.close(fd)
             self.path.unlink(missing_ok=True)  # our own empty file, nothing stored in it
-            raise store_error(e, "create shard", self.path) from e
-        fsync_dir(self.path.parent)
-        self._fd, self.end = fd, len(head)
+            if isinstance(e, OSError):
+                raise store_error(e, "create shard", self.path) from e
+            raise
+        self._fd, self.end, self._dir_unsynced = fd, len(head), True
         return fd
 
     def _cut_back(self, fd: int) -> None:
@@ -293,13 +275,14 @@ class Log(ZictBase[str, Any]):
         """Scan blocks appended since the last scan; return the new ones."""
         with self.lock:
             with open(self.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
                 if self.meta is None:
-                    header = read_header(f, self.path)
+                    header = read_header(f, self.path, size)
                     if header is None:
                         self.problem = ("truncated", "incomplete header")
                         return []
-                    self.meta, self.end = header
-                new, self.end, self.problem = scan(f, self, self.end, os.fstat(f.fileno()).st_size)
+                    self.meta, self.end, self.version = header
+                new, self.end, self.problem = scan(f, self, self.end, size, self.version)
             self.blocks.extend(new)
             if self._index is not None:
                 self._index_blocks(self._index, len(self.blocks) - len(new))
@@ -310,18 +293,28 @@ class Log(ZictBase[str, Any]):
         return self._read(blk, 0, cache)
 
     def read_values(self, blk: Block, cache: bool = True) -> list:
-        """The values of a committed block, one per record."""
+        """The values of a committed block, one per record (None for blobs and failures
+        in format 2: :attr:`Block.blobs` and :attr:`Block.fails` hold those)."""
         return self._read(blk, 1, cache)
+
+    def _section(self, blk: Block, column: int) -> bytes:
+        start, stop = blk.starts[column], blk.starts[column + 1]
+        with open(self.path, "rb") as f:
+            f.seek(blk.offset + start)
+            return f.read(stop - start)
 
     def _read(self, blk: Block, column: int, cache: bool) -> list:
         key = (self.name, blk.offset, column)
         if cache and (hit := self.cache.get(key)) is not None:
             return hit[0]
-        start, stop = blk.starts[column], blk.starts[column + 1]
-        with open(self.path, "rb") as f:
-            f.seek(blk.offset + start)
-            data = f.read(stop - start)
-        out = pickle.loads(data)
+        data = self._section(blk, column)
+        if column == 0 and blk.version >= 2 and data[0] == ITEMS_NONE:
+            out = [None] * len(blk.keys)
+        else:
+            out, bad = loads_block(memoryview(data)[1:] if column == 0 and blk.version >= 2
+                                   else data)
+            for slot, needs in bad.items():
+                blk.bad[column, slot] = needs
         if cache:
             self.cache[key] = (out, len(data))
         return out
@@ -329,7 +322,10 @@ class Log(ZictBase[str, Any]):
     def writer_alive(self) -> bool:
         """Whether the process that writes this shard may still be writing it."""
         meta = self.meta or {}
-        if meta.get("host") == HOST and isinstance(meta.get("pid"), int):
+        # The same host name and pid in another container (or after a reboot) is another
+        # process: compare the pid only within the same boot and pid namespace.
+        same = meta.get("ns", NAMESPACE) == NAMESPACE
+        if meta.get("host") == HOST and isinstance(meta.get("pid"), int) and same:
             pid = meta["pid"]
             if pid == os.getpid():
                 return os.fspath(self.path) in _writing
@@ -355,24 +351,32 @@ class Log(ZictBase[str, Any]):
                     index[key] = base + slot
 
     def _ensure_index(self) -> dict[str, int]:
+        """Key -> location of its latest committed record in the view (pending ones are
+        looked up in :attr:`pending`, a few hundred at most)."""
         if self._index is None:
             index: dict[str, int] = {}
             self._index_blocks(index, 0)
-            for i, (key, tag) in enumerate(zip(self._keys, self._tags)):
-                if tag < SIDE:
-                    index[key] = -1 - i
             self._index = index
         return self._index
 
+    def _pending_keys(self) -> dict[str, int]:
+        p = self.pending
+        return {k: i for i, (k, t) in enumerate(zip(p.keys, p.tags)) if t < SIDE}
+
     def record(self, key: str) -> tuple[int, float, Any, Any]:
-        """(tag, time, item, value) of the key's latest record in the mapping view."""
+        """(tag, time, item, value) of the key's latest record in the mapping view; the value
+        of a blob record is the blob's file name."""
+        p = self.pending
+        for i in range(len(p) - 1, -1, -1):
+            if p.keys[i] == key and p.tags[i] < SIDE:
+                return p.tags[i], p.times[i], p.items[i], p.values[i]
         loc = self._ensure_index()[key]
-        if loc < 0:
-            i = -1 - loc
-            return self._tags[i], self._times[i], self._items[i], self._values[i]
         blk, slot = self.blocks[loc >> SLOT_BITS], loc & (MAX_BLOCK_RECORDS - 1)
-        item, value = self.read_items(blk)[slot], self.read_values(blk)[slot]
-        return blk.tags[slot], blk.times[slot], item, value
+        tag = blk.tags[slot]
+        item = self.read_items(blk)[slot]
+        if tag == BLOB and blk.blobs is not None:
+            return tag, blk.times[slot], item, blk.blobs[slot]
+        return tag, blk.times[slot], item, self.read_values(blk)[slot]
 
     def __getitem__(self, key: str) -> Any:
         if type(key) is not str:
@@ -380,33 +384,12 @@ class Log(ZictBase[str, Any]):
         return self.record(key)[3]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._ensure_index()
+        return key in self._ensure_index() or key in self._pending_keys()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._ensure_index())
+        return iter({**self._ensure_index(), **self._pending_keys()})
 
     def __len__(self) -> int:
-        return len(self._ensure_index())
+        return len({**self._ensure_index(), **self._pending_keys()})
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """Write all of ``data``: a nearly full disk may take it in several short writes."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _dumps_values(values: list, threshold: int | None) -> tuple[bytes, bool]:
-    """Pickle a block's values; with a threshold, also say whether one holds a large buffer."""
-    if threshold is None:
-        return pickle.dumps(values, protocol=5), False
-    big = False
-
-    def callback(buf: pickle.PickleBuffer) -> bool:
-        nonlocal big
-        if memoryview(buf).nbytes >= threshold:
-            big = True
-            return False  # out of band: not copied now, the caller spills and pickles again
-        return True
-
-    return pickle.dumps(values, protocol=5, buffer_callback=callback), big

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "BLOB", "BLOBS_SUFFIX", "FAILED", "OK", "PLAIN", "SUFFIX", "Record", "blobs_dir", "shard_stem",
+    "BLOB", "BLOBS_SUFFIX", "FAILED", "NAMESPACE", "OK", "PLAIN", "SUFFIX", "Record", "blobs_dir",
+    "shard_stem",
 ]
 
 # Record tags, one byte per record in a block's index. Tags >= 128 are "side records" that
@@ -31,6 +32,21 @@ BLOBS_SUFFIX = ".blobs"
 PLAIN = frozenset({int, float, bool, complex, str, type(None), tuple, list, dict})
 
 HOST = socket.gethostname()
+
+
+def _namespace() -> str:
+    """This boot and pid namespace: a pid means the same process only within them."""
+    parts = []
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            parts.append(f.read().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:  # not Linux: the host name and pid are all there is
+        return ""
+    return "/".join(parts)
+
+
+NAMESPACE = _namespace()
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
 
@@ -61,6 +77,11 @@ class Record:
         True for a failure record.
     exc_type, message, traceback : str or None
         For a failure record: the exception's type name, its message and the traceback text.
+    duration : float or None
+        Seconds the item ran on its worker, if the writer gave it (None for shards written
+        before daskfarm recorded it, and for sessions that do not pass it).
+    worker : str or None
+        The worker that ran the item (its address or name), if the writer gave it.
 
     Examples
     --------
@@ -82,6 +103,8 @@ class Record:
     exc_type: str | None = None
     message: str | None = None
     traceback: str | None = None
+    duration: float | None = None
+    worker: str | None = None
 
 
 def _safe(text: str) -> str:

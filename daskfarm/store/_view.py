@@ -8,17 +8,15 @@ Failure records never hide a value: they are listed for keys that have no succes
 
 from __future__ import annotations
 
-import os
 import pathlib
-import stat
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from daskfarm.exceptions import StoreFormatError
-from daskfarm.store._format import Block, store_error
+from daskfarm.store._index import Block
 from daskfarm.store._log import MAX_BLOCK_RECORDS, SIDE, SLOT_BITS, Log
-from daskfarm.store._record import BLOBS_SUFFIX, SUFFIX
+from daskfarm.store._scan import DESCRIBE, list_store
 
 __all__ = ["View"]
 
@@ -56,37 +54,21 @@ class View:
         ``warn(name, what, message)`` reports a problem. False if a known shard vanished or
         shrank: the caller must start again with a new View.
         """
-        try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError as e:
-            raise store_error(e, "list the store", directory) from e
+        entries = list_store(directory)
         if not self.logs.keys() <= {e.name for e in entries}:
             return False
         for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue  # hidden: a copy in progress (store merge) or the OS's own files
-            if entry.is_dir():
-                if not name.endswith(BLOBS_SUFFIX):
-                    warn(name, "stray", "a directory that is not part of a daskfarm store; "
-                         "skipped (move it out of the store directory)")
-                continue
-            if not name.endswith(SUFFIX):
-                warn(name, "stray", "not a daskfarm shard (a stray file); skipped (move it out "
-                     "of the store directory)")
-                continue
-            try:
-                st = entry.stat()  # follows a symbolic link
-            except FileNotFoundError:
+            name, st = entry.name, entry.stat
+            if entry.kind == "vanished":
                 if name in self.logs:
                     return False  # a shard we had vanished: start again
-                if entry.is_symlink():
-                    warn(name, "dangling", "a symbolic link to a missing file; skipped")
                 continue  # removed since the listing: nothing to read
-            if not stat.S_ISREG(st.st_mode):
-                # opening a FIFO would block every reader for ever
-                warn(name, "special", "not a regular file (a FIFO, socket or device); skipped "
-                     "(move it out of the store directory)")
+            if entry.kind in DESCRIBE:
+                key = "stray" if entry.kind.startswith("stray") else entry.kind
+                fix = "" if entry.kind == "dangling" else " (move it out of the store directory)"
+                warn(name, key, f"{DESCRIBE[entry.kind]}; skipped{fix}")
+                continue
+            if entry.kind != "shard":
                 continue
             log = self.logs.get(name)
             try:

@@ -17,12 +17,19 @@ from typing import Any
 
 import zict
 
-from daskfarm.exceptions import CorruptShardWarning, FarmClosedError, StoreError, StoreFormatError
-from daskfarm.store._blobs import BlobFiles, dumps_oob, loads_oob
+from daskfarm.exceptions import (
+    CorruptShardWarning,
+    FarmClosedError,
+    FarmTypeError,
+    FarmValueError,
+    StoreError,
+)
 from daskfarm.store._check import CheckReport, check_store
-from daskfarm.store._format import store_error
-from daskfarm.store._log import SIDE, SLOT_BITS, Log, cache_weight
-from daskfarm.store._record import BLOB, Record, blobs_dir, username
+from daskfarm.store._format import fsync_dir, store_error
+from daskfarm.store._log import cache_weight
+from daskfarm.store._reads import ValueReads
+from daskfarm.store._record import Record, username
+from daskfarm.store._table import FieldIndex, Tables
 from daskfarm.store._view import View
 from daskfarm.store.session import Session
 
@@ -33,7 +40,7 @@ logger = logging.getLogger(__name__)
 CACHE_BYTES = 64 * 2**20  # decoded blocks kept for point reads
 
 
-class DataManager:
+class DataManager(ValueReads, Tables):
     """A result store: a directory of shards, one per writer session, merged on read.
 
     Every writer (a run, a process, a machine) writes its own shard file through
@@ -43,6 +50,13 @@ class DataManager:
     :meth:`get_all` for the rule and for every record). Stray, truncated or corrupt files are
     skipped, or read up to their last intact block, with one :class:`CorruptShardWarning`
     naming each.
+
+    Trust: listing, counting, checking, merging and resuming (``keys``, ``len``,
+    ``stored_keys``, ``failed_keys``, ``check``, ``daskfarm store merge``) read only the
+    shards' headers and indexes, which are JSON and msgpack, and never unpickle anything.
+    Reading values and items (``[key]``, ``values``, ``items``, ``params``, ``get_all``,
+    ``failures``, ``find``, ``to_dataframe``) unpickles them, and unpickling can run code:
+    only copy or merge in shards from machines and people you trust.
 
     Parameters
     ----------
@@ -79,7 +93,7 @@ class DataManager:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False):
-        self.path = pathlib.Path(path)
+        self.path = _check_path(path)
         self.readonly = readonly
         _prepare(self.path, readonly)
         self._lock = threading.RLock()
@@ -90,6 +104,7 @@ class DataManager:
         self._skipped: dict[str, tuple[int, int]] = {}  # unreadable shards, by (size, mtime)
         self._warned: set[tuple[str, Any]] = set()
         self._blob_maps: dict[str, zict.Func] = {}
+        self._fields: dict[str, FieldIndex] = {}  # find()'s index, per item field
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         self._closed = False
 
@@ -133,7 +148,7 @@ class DataManager:
 
     def session(self, name: str | None = None, *, run_id: Any = None, task: Any = None,
                 version: Any = None, commit_interval: float = 1.0, commit_records: int = 500,
-                blob_threshold: int | None = None) -> Session:
+                blob_threshold: int | None = None, key_scheme: int | None = None) -> Session:
         """A writable mapping backed by a new shard of this store.
 
         See :class:`Session` for the parameters and the commit rule.
@@ -149,7 +164,7 @@ class DataManager:
                              f"DataManager({str(self.path)!r}) to write")
         s = Session(self.path, name, run_id=run_id, task=task, version=version,
                     commit_interval=commit_interval, commit_records=commit_records,
-                    blob_threshold=blob_threshold)
+                    blob_threshold=blob_threshold, key_scheme=key_scheme)
         s._on_commit = self._changed
         self._sessions.add(s)
         return s
@@ -237,7 +252,7 @@ class DataManager:
         """
         view = self._point(key)
         blk, slot = view.locate(view.latest[key])
-        return blk.log.read_items(blk)[slot]
+        return self._item(blk, slot)
 
     def get_all(self, key: str) -> list[Record]:
         """Every record stored under ``key``, in every shard, oldest first, with provenance.
@@ -302,6 +317,18 @@ class DataManager:
             out.extend(values)
         return out
 
+    def failed_keys(self) -> frozenset[str]:
+        """The keys with a failure record and no successful one, from the indexes alone
+        (nothing is unpickled).
+
+        Examples
+        --------
+        >>> len(dm.failed_keys())  # doctest: +SKIP
+        3
+        """
+        view = self._whole()
+        return frozenset(k for k in list(view.failed) if k not in view.latest)
+
     def failures(self) -> list[Record]:
         """The newest failure record of every key that has no successful record."""
         view = self._whole()
@@ -322,69 +349,18 @@ class DataManager:
         self._check_open()
         return check_store(self.path)
 
-    # ---- values ------------------------------------------------------------------------
-
-    def _chunks(self, view: View) -> Iterator[tuple[list[str], list[Any]]]:
-        """(keys, values) of the winning records, block by block."""
-        blocks, latest, i = view.blocks, view.latest, 0
-        while i < len(blocks):  # not a for loop: blocks committed meanwhile are read too
-            blk, base = blocks[i], i << SLOT_BITS
-            i += 1
-            if blk.pure and blk.clean:
-                yield blk.keys, blk.log.read_values(blk, cache=False)
-                continue
-            if min(blk.tags) >= SIDE:  # failures only
-                continue
-            values, keys, out = blk.log.read_values(blk, cache=False), [], []
-            for slot, key in enumerate(blk.keys):
-                if latest.get(key) != base + slot:
-                    continue
-                if blk.tags[slot] != BLOB:
-                    keys.append(key)
-                    out.append(values[slot])
-                    continue
-                # One large value at a time: a streaming reader never holds two.
-                if keys:
-                    yield keys, out
-                    keys, out = [], []
-                try:
-                    value = self._blob(blk.log, values[slot], key)
-                except StoreError as e:
-                    self._warn(blk.log.name, ("blob", values[slot]), f"{e}; skipped", 4)
-                    continue
-                yield [key], [value]
-            yield keys, out
-
-    def _value(self, blk: Any, slot: int) -> Any:
-        value = blk.log.read_values(blk)[slot]
-        return self._blob(blk.log, value, blk.keys[slot]) if blk.tags[slot] == BLOB else value
-
-    def _blob(self, log: Log, name: str, key: str) -> Any:
-        blobs = self._blob_maps.get(log.name)
-        if blobs is None:
-            blobs = self._blob_maps[log.name] = zict.Func(
-                dumps_oob, loads_oob, BlobFiles(blobs_dir(log.path)))
-        try:
-            return blobs[name]
-        except KeyError:
-            directory = blobs_dir(log.path)
-            raise StoreError(errno.ENOENT, f"{directory / name} is missing: it holds the value of "
-                             f"{key!r} in {log.name}; copy the directory {directory.name} along "
-                             "with its shard") from None
-        except StoreFormatError as e:
-            raise StoreFormatError(f"{blobs_dir(log.path) / name}: {e}") from e
-
-    def _record(self, view: View, loc: int) -> Record:
-        blk, slot = view.locate(loc)
-        meta, tag = blk.log.meta or {}, blk.tags[slot]
-        common = dict(key=blk.keys[slot], item=blk.log.read_items(blk)[slot], task=meta.get("task"),
-                      version=meta.get("version"), time=blk.times[slot], host=meta.get("host"),
-                      run_id=meta.get("run_id"), shard=blk.log.name)
-        if tag >= SIDE:
-            exc_type, message, traceback = blk.log.read_values(blk)[slot]
-            return Record(value=None, failed=True, exc_type=exc_type, message=message,
-                          traceback=traceback, **common)
-        return Record(value=self._value(blk, slot), **common)
+def _check_path(path: Any) -> pathlib.Path:
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise FarmTypeError(f"DataManager(path) takes the path of a store directory (a str or "
+                            f"pathlib.Path), not {type(path).__name__}: e.g. "
+                            "DataManager('results')")
+    if not os.fspath(path):
+        raise FarmValueError("DataManager('') names no directory (it would be the current "
+                             "one): give the store a directory of its own, e.g. "
+                             "DataManager('results')")
+    return pathlib.Path(path)
 
 
 def _prepare(path: pathlib.Path, readonly: bool) -> None:
@@ -394,8 +370,11 @@ def _prepare(path: pathlib.Path, readonly: bool) -> None:
     if not path.exists():
         if readonly:
             raise StoreError(errno.ENOENT, f"{path} does not exist: check the path")
+        missing = [p for p in [path, *path.parents] if not p.exists()]
         try:
             path.mkdir(parents=True, exist_ok=True)
+            for created in missing:  # each new name is durable only once its parent is synced
+                fsync_dir(created.parent)
         except OSError as e:
             raise store_error(e, "create the store directory", path) from e
     if not readonly and not os.access(path, os.W_OK | os.X_OK):

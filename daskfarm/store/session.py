@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import numbers
 import os
 import pathlib
 import pickle
@@ -12,11 +13,18 @@ import time
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, MutableMapping
+from itertools import repeat
 from typing import Any
 
 import zict
 
-from daskfarm.exceptions import FarmClosedError, FarmPicklingError, FarmValueError, StoreError
+from daskfarm.exceptions import (
+    FarmClosedError,
+    FarmPicklingError,
+    FarmTypeError,
+    FarmValueError,
+    StoreError,
+)
 from daskfarm.store._blobs import BlobFiles, dumps_oob, loads_oob
 from daskfarm.store._format import store_error
 from daskfarm.store._log import Log
@@ -25,6 +33,7 @@ from daskfarm.store._record import (
     BLOBS_SUFFIX,
     FAILED,
     HOST,
+    NAMESPACE,
     OK,
     PLAIN,
     SUFFIX,
@@ -68,6 +77,9 @@ class Session(MutableMapping[str, Any]):
         Pending records that trigger a commit.
     blob_threshold : int, optional
         Size in bytes from which a value gets its own file (default 256 KiB).
+    key_scheme : int, optional
+        The version of the scheme that made the keys (``daskfarm.store.KEY_SCHEME`` for keys
+        from :func:`~daskfarm.store.item_key`), stored in the shard header.
 
     Notes
     -----
@@ -100,14 +112,18 @@ class Session(MutableMapping[str, Any]):
         commit_interval: float = 1.0,
         commit_records: int = 500,
         blob_threshold: int | None = None,
+        key_scheme: int | None = None,
     ):
-        if not commit_interval >= 0 or commit_records < 1:
-            raise FarmValueError(f"commit_interval={commit_interval!r} must be >= 0 and "
-                                 f"commit_records={commit_records!r} >= 1")
+        _check_number("commit_interval", commit_interval, 0, "seconds, e.g. 1.0")
+        _check_number("commit_records", commit_records, 1, "a count, e.g. 500", integral=True)
+        if blob_threshold is not None:
+            _check_number("blob_threshold", blob_threshold, 0, "bytes, e.g. 262144",
+                          integral=True)
         directory = pathlib.Path(path)
         stem = shard_stem(name)
         meta = {"host": HOST, "pid": os.getpid(), "created": time.time(), "name": name,
-                "user": username(), "run_id": run_id, "task": task, "version": version}
+                "user": username(), "run_id": run_id, "task": task, "version": version,
+                "key_scheme": key_scheme, "ns": NAMESPACE}
         self.commit_interval = float(commit_interval)
         self.commit_records = int(commit_records)
         if blob_threshold is not None:
@@ -119,6 +135,7 @@ class Session(MutableMapping[str, Any]):
         self._log = Log(directory / (stem + SUFFIX), meta, spill=lambda k, v: spill()(k, v),
                         spill_threshold=self.blob_threshold)
         self._lock = threading.RLock()
+        self._unstorable: list[tuple[str, Any, BaseException]] = []
         self._nblobs = 0
         self._last_commit = time.monotonic()
         self._retry_at = 0.0
@@ -149,8 +166,10 @@ class Session(MutableMapping[str, Any]):
 
     # ---- writing -----------------------------------------------------------------------
 
-    def put(self, key: str, value: Any, item: Any = None) -> None:
-        """Store one result, with the item that produced it.
+    def put(self, key: str, value: Any, item: Any = None, *, duration: float | None = None,
+            worker: str | None = None) -> None:
+        """Store one result, with the item that produced it and, optionally, how long it ran
+        (seconds) and on which worker.
 
         Examples
         --------
@@ -161,32 +180,75 @@ class Session(MutableMapping[str, Any]):
             tag = OK
             if type(value) not in PLAIN:
                 value, tag = self._route(key, value)
-            self._log.append(key, value, item, tag, time.time())
+            self._log.append(key, value, item, tag, time.time(), duration, worker)
             self.maybe_flush()
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.put(key, value)
 
-    def put_many(self, records: Iterable[tuple[str, Any, Any]]) -> None:
-        """Store many ``(key, item, value)`` results; the Farm's hot path (well under 1 µs each).
+    def put_many(self, records: Iterable[tuple]) -> None:
+        """Store many results; the Farm's hot path (well under 1 µs each).
+
+        Each record is ``(key, item, value)`` or ``(key, item, value, duration, worker)``:
+        ``duration`` the seconds the item ran on its worker (a float or None), ``worker``
+        the worker's address or name (a str or None). Records of both shapes may be mixed.
+
+        Values are pickled at commit, not here. A record whose value (or item) cannot be
+        pickled does not stop the others: it is stored as a failure record (exception type
+        ``FarmPicklingError``, the pickling error as its message) and reported by
+        :meth:`pop_unstorable` after that commit, and logged as a warning.
 
         Examples
         --------
-        >>> s.put_many([("k1", {"x": 1}, 0.5), ("k2", {"x": 2}, 0.7)])  # doctest: +SKIP
+        >>> s.put_many([("k1", {"x": 1}, 0.5),  # doctest: +SKIP
+        ...             ("k2", {"x": 2}, 0.7, 1.25, "tcp://w:1")])
         """
         with self._lock:
             self._check_open()
-            now, append, route = time.time(), self._log.append, self._route
-            for key, item, value in records:
-                if type(value) in PLAIN:
-                    append(key, value, item, OK, now)
-                else:
-                    value, tag = route(key, value)
-                    append(key, value, item, tag, now)
+            now, pending, route = time.time(), self._log.pending, self._route
+            keys, tags, items, values = pending.keys, pending.tags, pending.items, pending.values
+            start = len(keys)
+            try:
+                for record in records:
+                    if len(record) == 3:
+                        key, item, value = record
+                    else:
+                        key, item, value, duration, worker = record
+                        if duration is not None:
+                            pending.durations[len(keys)] = duration
+                        if worker is not None:
+                            pending.workers[len(keys)] = worker
+                    if type(key) is not str:
+                        raise TypeError(f"keys must be str, not {type(key).__name__}")
+                    if type(value) in PLAIN:
+                        tags.append(OK)
+                    else:
+                        value, tag = route(key, value)
+                        tags.append(tag)
+                    keys.append(key)
+                    items.append(item)
+                    values.append(value)
+            finally:
+                pending.times.extend(repeat(now, len(keys) - start))
             self.maybe_flush()
 
+    def pop_unstorable(self) -> list[tuple[str, Any, BaseException]]:
+        """The records committed since the last call whose value (or item) could not be
+        pickled, as ``(key, item, exception)``; each was stored as a failure record.
+
+        Examples
+        --------
+        >>> s.put_many([("k", 1, lambda: 0)]); s.flush()  # doctest: +SKIP
+        >>> [(k, type(e).__name__) for k, _item, e in s.pop_unstorable()]  # doctest: +SKIP
+        [('k', 'PicklingError')]
+        """
+        with self._lock:
+            out, self._unstorable = self._unstorable, []
+            return out
+
     def put_failure(self, key: str, *, item: Any = None, exc_type: str = "", message: str = "",
-                    traceback: str = "") -> None:
+                    traceback: str = "", duration: float | None = None,
+                    worker: str | None = None) -> None:
         """Store a failure record: the item, the exception's type name, message and traceback.
 
         A failure never hides a result: readers return the newest *successful* record of a
@@ -199,7 +261,7 @@ class Session(MutableMapping[str, Any]):
         with self._lock:
             self._check_open()
             self._log.append(key, (str(exc_type), str(message), str(traceback)), item, FAILED,
-                             time.time())
+                             time.time(), duration, worker)
             self.maybe_flush()
 
     def _route(self, key: str, value: Any) -> tuple[Any, int]:
@@ -236,7 +298,9 @@ class Session(MutableMapping[str, Any]):
         except OSError as e:
             raise store_error(e, f"write the value of {key!r} to", self._blobs.d.directory) from e
         except Exception as e:
-            raise FarmPicklingError(f"the value of {key!r} cannot be pickled: {e!r}") from e
+            raise FarmPicklingError(f"the value of {key!r} cannot be pickled: {e!r}; return "
+                                    "picklable values (numbers, arrays, tuples, dicts of "
+                                    "those)") from e
         return name
 
     def maybe_flush(self) -> None:
@@ -258,15 +322,15 @@ class Session(MutableMapping[str, Any]):
         StoreError
             The disk refused the write; the records stay pending and the next commit is
             tried after ``commit_interval``.
-        FarmPicklingError
-            Some records could not be pickled; the others were committed.
+
+        Records that cannot be pickled do not raise: see :meth:`put_many`.
         """
         with self._lock:
             if self._closed:
                 return
             try:
                 self._blobs.flush()  # the blob files' names before the block naming them
-                self._log.flush()
+                self._unstorable.extend(self._log.flush())
             except StoreError:
                 self._retry_at = time.monotonic() + self.commit_interval
                 raise
@@ -330,6 +394,15 @@ class Session(MutableMapping[str, Any]):
     def __delitem__(self, key: str) -> None:
         raise TypeError("results are append-only: a Session cannot delete records "
                         "(move the shard file out of the store to drop its results)")
+
+
+def _check_number(name: str, value: Any, low: float, unit: str, integral: bool = False) -> None:
+    kinds = numbers.Integral if integral else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise FarmTypeError(f"{name}={value!r} must be a number of {unit}, not "
+                            f"{type(value).__name__}")
+    if not value >= low:  # also refuses NaN
+        raise FarmValueError(f"{name}={value!r} must be >= {low:g}: give {unit}")
 
 
 @atexit.register

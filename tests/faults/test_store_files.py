@@ -19,7 +19,7 @@ import warnings
 import pytest
 
 from daskfarm.exceptions import CorruptShardWarning, StoreError
-from daskfarm.store import DataManager, _log
+from daskfarm.store import DataManager, _commit
 
 
 def write_shards(path, n: int = 2, per: int = 10) -> None:
@@ -116,7 +116,7 @@ def test_shard_without_read_permission_is_skipped_with_a_warning():
 
 
 class _ShortWrites:
-    """Stands in for the os module in _log: at most ``room`` bytes fit, taken ``step`` at a
+    """Stands in for the os module in _commit: at most ``room`` bytes fit, taken ``step`` at a
     time, then ``ENOSPC``; ``room=None`` frees the disk again."""
 
     def __init__(self, room: int, step: int):
@@ -134,10 +134,13 @@ class _ShortWrites:
         self.room -= n
         return n
 
+    def writev(self, fd, buffers):
+        return self.write(fd, b"".join(buffers))
+
 
 def test_header_written_in_pieces_on_a_nearly_full_disk(tmp_path, monkeypatch):
     disk = _ShortWrites(room=10_000, step=7)  # room for the header, 7 bytes per write
-    monkeypatch.setattr(_log, "os", disk)
+    monkeypatch.setattr(_commit, "os", disk)
     with DataManager(tmp_path) as dm, dm.session(commit_interval=3600) as s:
         s.put_many((f"a{i}", i, i) for i in range(5))
         s.flush()
@@ -152,7 +155,7 @@ def test_header_written_in_pieces_on_a_nearly_full_disk(tmp_path, monkeypatch):
 
 def test_disk_full_before_the_header_leaves_no_shard(tmp_path, monkeypatch):
     disk = _ShortWrites(room=12, step=5)  # not even a header fits
-    monkeypatch.setattr(_log, "os", disk)
+    monkeypatch.setattr(_commit, "os", disk)
     with DataManager(tmp_path) as dm:
         s = dm.session(commit_interval=3600)
         s["a"] = 1

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from daskfarm.exceptions import CorruptShardWarning, StoreError, StoreFormatError
-from daskfarm.store import DataManager, _format, _log
+from daskfarm.store import DataManager, _commit, _format, _log
 from daskfarm.store._log import Log
 
 
@@ -180,7 +180,7 @@ def test_a_live_writers_unfinished_block_is_not_a_problem(tmp_path):
         s.put_many((f"k{i}", None, i) for i in range(10))
         s.flush()
         with open(s.path, "ab") as f:  # what a reader may see during a write
-            f.write(struct.pack("<QI", 1000, 0) + b"partial")
+            f.write(_format.block_head(1000, 0) + b"partial")
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert len(dm) == 10
@@ -202,7 +202,7 @@ def test_foreign_hosts_unfinished_block_warns_after_the_grace_period(tmp_path):
 
 
 class _FullDisk:
-    """Stands in for the os module in _log: writes stop after ``room`` bytes with ``error``."""
+    """Stands in for the os module in _commit: writes stop after ``room`` bytes with ``error``."""
 
     def __init__(self, room, error):
         self.room, self.error = room, error
@@ -217,6 +217,9 @@ class _FullDisk:
         self.room -= n
         return n
 
+    def writev(self, fd, buffers):
+        return self.write(fd, b"".join(buffers))
+
 
 @pytest.mark.parametrize("error", [errno.ENOSPC, errno.EIO])
 def test_disk_error_at_commit_leaves_the_shard_readable(tmp_path, monkeypatch, error):
@@ -224,7 +227,7 @@ def test_disk_error_at_commit_leaves_the_shard_readable(tmp_path, monkeypatch, e
         s = dm.session(commit_interval=3600, commit_records=10**6)
         s.put_many((f"a{i}", None, i) for i in range(100))
         s.flush()
-        monkeypatch.setattr(_log, "os", _FullDisk(room=300, error=error))
+        monkeypatch.setattr(_commit, "os", _FullDisk(room=300, error=error))
         s.put_many((f"b{i}", None, i) for i in range(100))
         with pytest.raises(StoreError) as info:
             s.flush()
@@ -271,10 +274,10 @@ def test_header_is_json_with_provenance(tmp_path):
     with DataManager(tmp_path) as dm, dm.session("n", run_id="r", task="t", version=(1, 2)) as s:
         s["a"] = 1
     raw = s.path.read_bytes()
-    magic, version, _flags, size, _crc = struct.unpack_from("<8sHHII", raw)
-    meta = json.loads(raw[20 : 20 + size])
+    magic, version, _flags, size, _crc, _head_crc = struct.unpack_from("<8sHHIII", raw)
+    meta = json.loads(raw[24 : 24 + size])
     assert magic == _format.MAGIC
-    assert version == 1
+    assert version == 2
     assert meta["pid"] == os.getpid()
     assert (meta["run_id"], meta["task"]) == ("r", "t")
     assert meta["version"] == [1, 2]  # JSON

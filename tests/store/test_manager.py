@@ -11,7 +11,6 @@ import pytest
 
 from daskfarm.exceptions import (
     FarmClosedError,
-    FarmPicklingError,
     FarmValueError,
     StoreError,
 )
@@ -287,15 +286,28 @@ def test_commit_rules(tmp_path):
             assert dm["u"] == 1
 
 
-def test_unpicklable_value_names_the_key_and_keeps_the_rest(tmp_path):
+def test_unpicklable_value_becomes_a_failure_record_and_keeps_the_rest(tmp_path):
+    # audit finding 4: one unpicklable result raised from put_many and stopped the run
     with DataManager(tmp_path) as dm:
-        with dm.session(commit_records=10**6) as s:
+        with dm.session(commit_records=2) as s:
             s.put_many([("good1", 1, 1.0), ("bad", 2, lambda: 0), ("good2", 3, 2.0)])
-            with pytest.raises(FarmPicklingError, match="'bad'") as info:
-                s.flush()
-            assert isinstance(info.value, TypeError)
+            s.put_many([("good3", 4, 3.0), ("bad2", lambda: 1, 1.0)])  # an unpicklable item
+            s.flush()
             assert s.npending == 0
-        assert sorted(dm.keys()) == ["good1", "good2"]
+            unstorable = s.pop_unstorable()
+            assert [(k, i) for k, i, _e in unstorable] == [("bad", 2), ("bad2", None)] or \
+                [k for k, _i, _e in unstorable] == ["bad", "bad2"]
+            assert all(isinstance(e, Exception) for _k, _i, e in unstorable)
+            assert s.pop_unstorable() == []
+        assert sorted(dm.keys()) == ["good1", "good2", "good3"]
+        failures = {r.key: r for r in dm.failures()}
+        assert sorted(failures) == ["bad", "bad2"]
+        assert failures["bad"].exc_type == "FarmPicklingError"
+        assert "cannot be pickled" in failures["bad"].message
+        assert "return picklable values" in failures["bad"].message
+        assert failures["bad"].item == 2
+        assert failures["bad2"].item is None  # the item itself could not be kept
+        assert "its item" in failures["bad2"].message
 
 
 def test_new_shards_are_picked_up(tmp_path):
@@ -367,3 +379,12 @@ def test_hidden_files_are_ignored(tmp_path):
         with DataManager(tmp_path) as dm:
             assert len(dm) == 1
             assert dm.check().ok
+
+
+def test_array_items_are_stored_with_their_records(tmp_path):
+    # an array compares element by element: a block of array items must not be taken
+    # for "no items" by an == comparison with None
+    with DataManager(tmp_path) as dm:
+        with dm.session() as s:
+            s.put_many([("a", np.array([6, 7]), 1), ("b", None, 2)])
+        assert dm.params("a").tolist() == [6, 7] and dm.params("b") is None
