@@ -34,6 +34,8 @@ _WHERE = {
     "FarmWarning": "daskfarm.exceptions",
     "HardStopWarning": "daskfarm.exceptions",
     "ItemTimeoutError": "daskfarm.exceptions",
+    "MergeReport": "daskfarm.store",
+    "MissingExtraError": "daskfarm.exceptions",
     "Record": "daskfarm.store",
     "Reporter": "daskfarm.worker.reporter",
     "Run": "daskfarm.run",
@@ -51,7 +53,9 @@ _WHERE = {
     "WorkerController": "daskfarm.compat",
     "WorkerImportError": "daskfarm.exceptions",
     "WorkerVersionError": "daskfarm.exceptions",
+    "item_key": "daskfarm.store",
     "make_text_report": "daskfarm.compat",
+    "merge_store": "daskfarm.store",
     "report": "daskfarm.worker.reporter",
     "run_tasks": "daskfarm.compat",
     "time_rep": "daskfarm.compat",
@@ -94,6 +98,7 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         FarmWarning,
         HardStopWarning,
         ItemTimeoutError,
+        MissingExtraError,
         SchedulerImportError,
         ScriptGlobalError,
         StoreError,
@@ -107,7 +112,7 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from daskfarm.farm import Farm
     from daskfarm.run import Failure, Run, RunSummary
     from daskfarm.scheduler.plugin import FarmPlugin
-    from daskfarm.store import DataManager, Record, Session
+    from daskfarm.store import DataManager, MergeReport, Record, Session, item_key, merge_store
     from daskfarm.worker.reporter import Reporter, report
 
 __all__ = [
@@ -128,6 +133,8 @@ __all__ = [
     "FarmWarning",
     "HardStopWarning",
     "ItemTimeoutError",
+    "MergeReport",
+    "MissingExtraError",
     "Record",
     "Reporter",
     "Run",
@@ -146,7 +153,9 @@ __all__ = [
     "WorkerImportError",
     "WorkerVersionError",
     "__version__",
+    "item_key",
     "make_text_report",
+    "merge_store",
     "report",
     "run_tasks",
     "time_rep",

@@ -12,6 +12,7 @@ Every error derives from :class:`FarmError` *and* from the built-in type it refi
     ├── FarmStateError (RuntimeError)        used in the wrong state (a Run iterated twice)
     │   └── FarmClosedError                  a closed Farm or DataManager used again
     ├── FarmConnectionError (ConnectionError) a scheduler that cannot be reached
+    ├── MissingExtraError (ImportError)      an optional dependency missing (names the extra)
     ├── WorkerImportError (ImportError)      a worker that cannot import the task's module
     │   └── WorkerVersionError               a worker or scheduler on other package releases
     ├── SchedulerImportError (ImportError)   a scheduler that cannot import daskfarm
@@ -46,6 +47,7 @@ __all__ = [
     "FarmWarning",
     "HardStopWarning",
     "ItemTimeoutError",
+    "MissingExtraError",
     "SchedulerImportError",
     "ScriptGlobalError",
     "StoreError",
@@ -96,6 +98,11 @@ class FarmClosedError(FarmStateError):
 
 class FarmConnectionError(FarmError, ConnectionError):
     """A scheduler that cannot be reached within the connect timeout."""
+
+
+class MissingExtraError(FarmError, ImportError):
+    """An optional dependency is missing: the message names the extra that installs it
+    (``pip install 'daskfarm[pandas]'``)."""
 
 
 class WorkerImportError(FarmError, ImportError):

@@ -132,3 +132,13 @@ def reports_text(x, report):
 def lambda_for(x, bad):
     """A result only cloudpickle can carry (a lambda) for the item ``bad``."""
     return (lambda: x) if x == bad else x
+
+
+def sleeps_for(pair):
+    """``(name, seconds)``: sleeps that long (a known duration for the store's records)."""
+    time.sleep(pair[1])
+    return pair[0]
+
+
+def product_dict(params):
+    return {"product": params["a"] * params["b"]}

@@ -45,6 +45,7 @@ __all__ = ["Feeder"]
 
 logger = logging.getLogger(__name__)
 
+_UNREAD = object()
 _TICK = 0.1  # seconds between checks of flags when nothing completes
 _STATUS_EVERY = 1.0  # seconds between status messages to the plugin / progress bar
 _CAPACITY_EVERY = 2.0  # seconds between two looks at the cluster's size
@@ -168,14 +169,26 @@ class Feeder:
         if keep is None:
             self._submit_batch(Batch(start, items, keys))
             return
-        # items already in the store are skipped; the others go one batch each
+        # items already in the store are skipped (and yield their stored values again); the
+        # others go one batch each
         self.state.counted(skipped=len(items) - len(keep))
         kept = set(keep)
+        skipped = [j for j in range(len(items)) if j not in kept]
+        values = iter(self._stored_values([keys[j] for j in skipped]))
         for j in range(len(items)):
             if j in kept:
                 self._submit_batch(Batch(start + j, [items[j]], [keys[j]]))
             else:
-                self.results.skipped(start + j)
+                value = next(values, _UNREAD)
+                self.results.skipped(start + j, None if value is _UNREAD else (items[j], value))
+
+    def _stored_values(self, keys: list) -> list:
+        try:
+            return self.resume.stored_values(keys)
+        except Exception:  # a value whose class cannot be imported here, a damaged block
+            logger.warning("run %s: stored values of skipped items could not be read; they "
+                           "are counted as skipped but not yielded", self.run_id, exc_info=True)
+            return []
 
     def _submit_batch(self, batch: Batch) -> None:
         try:
@@ -277,6 +290,7 @@ class Feeder:
             self.threads = self.capacity()
         if self.session is not None:
             self.session.maybe_flush()
+            self.results.unstorable()
         points, self.results.plot_points = self.results.plot_points, []
         self.status.send(RunOp.UPDATE, points)
         self.status.draw("update")
@@ -287,7 +301,7 @@ class Feeder:
         errors = []
         try:
             for step in (self.session.flush if self.session is not None else None,
-                         self.on_end):
+                         self.results.unstorable, self.on_end):
                 if step is None:
                     continue
                 try:  # each step on its own: a failed flush must not skip closing the shard

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from daskfarm import config
@@ -28,6 +29,7 @@ from daskfarm.client.source import ItemSource, ResumeFilter
 from daskfarm.client.state import RunState
 from daskfarm.client.status import StatusPublisher
 from daskfarm.run import Run
+from daskfarm.store import KEY_SCHEME
 from daskfarm.worker import execute
 
 __all__ = ["end_run", "start_run"]
@@ -45,7 +47,8 @@ def start_run(farm: Any, task: Any, items: Any, opts: MapOptions) -> tuple[Run, 
     spec = execute.make_spec(task, star=opts.star, initargs=opts.initargs,
                              initkwds=opts.initkwds, retries=opts.retries,
                              report_interval=config.get_seconds("report-interval"),
-                             timeout=opts.timeout, grace=config.get_seconds("cancel-grace"))
+                             timeout=opts.timeout, grace=config.get_seconds("cancel-grace"),
+                             timed=opts.store is not None)
     check_init_arguments(task, spec.initargs, spec.initkwds, spec.pass_process_number)
     spec_bytes = execute.dumps_spec(spec)
     preflight(farm.client, spec_bytes, identity)
@@ -54,10 +57,12 @@ def start_run(farm: Any, task: Any, items: Any, opts: MapOptions) -> tuple[Run, 
     session = resume = None
     if dm is not None:
         stored = dm.stored_keys() if opts.resume else None
-        resume = ResumeFilter(f"{identity}:{opts.version!r}", stored)
+        resume = ResumeFilter(f"{identity}:{opts.version!r}", stored, read=dm.get_many)
+        check_first_key(resume, items)
         session = dm.session(run_id=run_id, task=identity, version=opts.version,
                              commit_interval=config.get_seconds("store.commit-interval"),
-                             commit_records=int(config.get("store.commit-records")))
+                             commit_records=int(config.get("store.commit-records")),
+                             key_scheme=KEY_SCHEME)
     total = opts.total(items)
     state = RunState(name=short, total=total, ordered=opts.ordered,
                      buffersize=opts.buffersize, errors=opts.errors,
@@ -74,6 +79,13 @@ def start_run(farm: Any, task: Any, items: Any, opts: MapOptions) -> tuple[Run, 
     run = Run(run_id, state)
     run._join = feeder.join
     return run, state, feeder
+
+
+def check_first_key(resume: ResumeFilter, items: Any) -> None:
+    """An item type with no stable store key fails at ``map()`` when the first item is at
+    hand (a sequence); a generator's items are keyed as they are pulled."""
+    if isinstance(items, Sequence) and len(items):
+        resume.keys([items[0]])
 
 
 def end_run(client: Any, run_id: str, session: Any) -> None:

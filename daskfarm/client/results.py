@@ -82,7 +82,7 @@ class Results:
     # -- outcomes ------------------------------------------------------------------------
 
     def finished(self, batch: Batch, payload: bytes) -> None:
-        elapsed, outcomes = pickle.loads(payload)
+        elapsed, outcomes, durations, worker = pickle.loads(payload)
         self._observe(len(outcomes), elapsed)
         pairs: list = []
         records: list = []
@@ -100,17 +100,15 @@ class Results:
                     value = value.load()
                 pairs.append((item, value))
                 if keys is not None:
-                    records.append((keys[j], item, value))
+                    records.append((keys[j], item, value,
+                                    durations[j] if durations else None, worker))
             elif status == Outcome.FAILED:
                 n_failed += 1
                 self.failure(batch.start + j, item, keys[j] if keys else None, value)
             else:
                 n_cancelled += 1
         if records:
-            unstored = self._store(records)
-            if unstored:
-                pairs = [p for p, r in zip(pairs, records) if r[0] not in unstored]
-                n_failed += len(unstored)
+            self.session.put_many(records)
         state = self.state
         for fn in state.callbacks("result"):
             for item, value in pairs:
@@ -120,22 +118,14 @@ class Results:
         state.counted(done=len(pairs), failed=n_failed, cancelled=n_cancelled)
         self._deliver(batch.start, pairs, len(outcomes))
 
-    def _store(self, records: list) -> set:
-        """Write results to the run's shard; a result that cannot be pickled becomes that
-        item's failure (and failure record) instead of the run's end. Returns those keys."""
-        try:
-            self.session.put_many(records)
-            return set()
-        except FarmPicklingError:
-            pass
-        unstored = set()
-        for key, item, value in records:
-            try:
-                self.session.put_many([(key, item, value)])
-            except FarmPicklingError as exc:
-                unstored.add(key)
-                self.failure(-1, item, key, failure_record(exc))
-        return unstored
+    def unstorable(self) -> None:
+        """Results the store could not pickle when it committed them: it stored failure
+        records instead; they become the items' failures here too (no longer done)."""
+        if self.session is None:
+            return
+        for _key, item, exc in self.session.pop_unstorable():
+            self.state.counted(done=-1, failed=1)
+            self.failure(-1, item, None, failure_record(exc))
 
     def failure(self, index: int, item: Any, key: str | None, record: tuple) -> None:
         exc_type, message, tb, exception = record
@@ -212,9 +202,10 @@ class Results:
                      failure_record(exc))
         self._deliver(batch.start, [], 1)
 
-    def skipped(self, start: int) -> None:
-        """An item the store already holds: it takes its place in the order."""
-        self._deliver(start, [], 1)
+    def skipped(self, start: int, pair: tuple | None) -> None:
+        """An item the store already holds: its stored ``(item, value)`` is yielded again in
+        its place (None: its value could not be read)."""
+        self._deliver(start, [pair] if pair is not None else [], 1)
 
     # -- order ---------------------------------------------------------------------------
 

@@ -12,9 +12,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from dask.base import tokenize
-
 from daskfarm.client.state import RunState
+from daskfarm.store import item_key
 
 __all__ = ["ItemSource", "ResumeFilter"]
 
@@ -59,16 +58,21 @@ class ItemSource:
 
 
 class ResumeFilter:
-    """Store keys for items, and the split of a batch into stored and still to compute."""
+    """Store keys for items, the split of a batch into stored and still to compute, and the
+    stored values of the items a rerun skips (so it yields every result again)."""
 
-    def __init__(self, identity: str, stored: Any):
+    def __init__(self, identity: str, stored: Any, read: Any = None):
         self.identity = identity
         # a store with nothing in it needs no look-ups
         self._stored = stored if stored is not None and len(stored) else None
+        self._read = read  # keys -> their stored values, in order (DataManager.get_many)
 
     def keys(self, items: list) -> list[str]:
         identity = self.identity
-        return [tokenize(identity, item) for item in items]
+        return [item_key(identity, item) for item in items]
+
+    def stored_values(self, keys: list[str]) -> list:
+        return self._read(keys) if self._read is not None and keys else []
 
     def missing(self, keys: list[str]) -> list[int] | None:
         """Positions of the keys not stored yet (None: all of them)."""

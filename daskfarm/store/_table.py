@@ -16,21 +16,17 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from daskfarm.exceptions import FarmError, FarmTypeError
+from daskfarm.exceptions import FarmTypeError, MissingExtraError
 from daskfarm.store._log import SIDE, SLOT_BITS
 from daskfarm.store._record import Record
 from daskfarm.store._view import View
 
-__all__ = ["FieldIndex", "MissingExtraError", "Tables", "fields_of", "to_dataframe", "winners"]
+__all__ = ["FieldIndex", "Tables", "fields_of", "to_dataframe", "winners"]
 
 #: Provenance columns of :func:`to_dataframe`, after the item and result columns.
 PROVENANCE = ("key", "task", "version", "run_id", "host", "worker", "time", "duration")
 FAILURE_COLUMNS = ("exc_type", "message", "traceback")
 _MISSING = object()
-
-
-class MissingExtraError(FarmError, ImportError):
-    """An optional dependency is missing: the message names the extra that installs it."""
 
 
 @contextlib.contextmanager

@@ -50,6 +50,8 @@ class TaskSpec:
     #: seconds an item may run (None: no limit), and the grace before a hard stop
     timeout: float | None = None
     grace: float = 5.0
+    #: measure each item's duration (for a run with a store)
+    timed: bool = False
 
 
 def accepts(func: Any, name: str) -> bool:
@@ -74,7 +76,7 @@ def _init_takes_process_number(cls: type) -> bool:
 
 def make_spec(task: Any, *, star: Star, initargs, initkwds, retries: int,
               report_interval: float, timeout: float | None = None,
-              grace: float = 5.0) -> TaskSpec:
+              grace: float = 5.0, timed: bool = False) -> TaskSpec:
     is_class = inspect.isclass(task)
     call_target = task.__call__ if is_class else task
     return TaskSpec(
@@ -89,6 +91,7 @@ def make_spec(task: Any, *, star: Star, initargs, initkwds, retries: int,
         report_interval=report_interval,
         timeout=timeout,
         grace=grace,
+        timed=timed,
     )
 
 
@@ -278,6 +281,9 @@ def _run_items(loaded: _Loaded, run_id: str, start: int, items: list, worker: An
                                  loaded.instance, timeout=spec.timeout)
     outcomes: list[tuple[int, Any]] = []
     append = outcomes.append
+    # seconds each item ran (its last attempt), kept for the store's provenance columns
+    durations: list[float] | None = [] if spec.timed else None
+    clock = _reporter._clock
     t0 = time.perf_counter()
     _reporter._enter(ctx)
     if spec.timeout is not None:
@@ -286,6 +292,8 @@ def _run_items(loaded: _Loaded, run_id: str, start: int, items: list, worker: An
         for offset, item in enumerate(items):
             if cancelled and start + offset in cancelled.get(run_id, ()):
                 append((CANCELLED, None))  # cancelled from the panel before it started
+                if durations is not None:
+                    durations.append(0.0)
                 continue
             attempt = 0
             while True:
@@ -305,11 +313,13 @@ def _run_items(loaded: _Loaded, run_id: str, start: int, items: list, worker: An
                         continue
                     append((FAILED, failure_record(exc)))
                     break
+            if durations is not None:
+                durations.append(clock() - ctx.start)
     finally:
         _reporter._enter(None)
         watchdog.untrack(ctx)
     elapsed = time.perf_counter() - t0
-    return _dump_outcomes(elapsed, outcomes)
+    return _dump_outcomes(elapsed, outcomes, durations, getattr(worker, "address", None))
 
 
 def failure_record(exc: BaseException) -> tuple[str, str, str, Any]:
@@ -326,9 +336,11 @@ def failure_record(exc: BaseException) -> tuple[str, str, str, Any]:
     return (name, str(exc), tb, portable)
 
 
-def _dump_outcomes(elapsed: float, outcomes: list) -> bytes:
+def _dump_outcomes(elapsed: float, outcomes: list, durations: list | None = None,
+                   worker: str | None = None) -> bytes:
+    """``(batch seconds, outcomes, per-item seconds or None, worker address)``, pickled."""
     try:
-        return pickle.dumps((elapsed, outcomes), protocol=5)
+        return pickle.dumps((elapsed, outcomes, durations, worker), protocol=5)
     except Exception:
         pass
     # Find the results that do not pickle and turn each into that item's failure.
@@ -348,7 +360,7 @@ def _dump_outcomes(elapsed: float, outcomes: list) -> bytes:
                     "arrays, dicts, dataclasses) instead"
                 )
                 fixed.append((FAILED, failure_record(err)))
-    return pickle.dumps((elapsed, fixed), protocol=5)
+    return pickle.dumps((elapsed, fixed, durations, worker), protocol=5)
 
 
 class _CloudPickled:
