@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -12,8 +13,12 @@ from distributed import Event
 
 from daskfarm import Farm
 
+#: The one deadline of the suite (seconds): every wait for a cluster, a task or a process is
+#: this, or a multiple of it. Raise DASKFARM_TEST_DEADLINE on a slow machine.
+DEADLINE = float(os.environ.get("DASKFARM_TEST_DEADLINE", "60"))
 
-def wait_for(predicate, timeout=30.0, interval=0.05, message="condition"):
+
+def wait_for(predicate, timeout=DEADLINE / 2, interval=0.05, message="condition"):
     """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -59,13 +64,14 @@ def _feeders():
 @pytest.fixture(autouse=True)
 def no_feeder_left_behind():
     yield
-    wait_for(lambda: not _feeders(), timeout=30, message="feeder threads to end")
+    wait_for(lambda: not _feeders(), timeout=DEADLINE / 2, message="feeder threads to end")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left_behind():
     yield
-    wait_for(lambda: not leftover_children(), timeout=30, message="child processes to exit")
+    wait_for(lambda: not leftover_children(), timeout=DEADLINE / 2,
+             message="child processes to exit")
 
 
 def leftover_children(proc=None):

@@ -15,9 +15,13 @@ def test_all_lists_exactly_the_public_names():
     assert list(daskfarm.__all__) == sorted(daskfarm.__all__)
 
 
-def test_every_public_name_is_importable():
+def test_every_public_name_is_importable_and_defined_by_daskfarm():
     for name in daskfarm.__all__:
-        assert getattr(daskfarm, name) is not None
+        if name == "__version__":
+            continue
+        obj = getattr(daskfarm, name)
+        module = getattr(obj, "__module__", None) or type(obj).__module__
+        assert module.split(".")[0] == "daskfarm", (name, module)
 
 
 def test_errors_derive_from_farm_error_and_the_builtin_they_refine():

@@ -6,6 +6,8 @@ import functools
 
 from distributed import Event
 
+from tests.conftest import DEADLINE
+
 from . import _tasks
 from .conftest import wait_for
 
@@ -33,14 +35,15 @@ def test_one_item_of_a_batch_is_cancelled_the_others_go_on(farm):
 
 
 def _check(client, run, gate):
-    reported = wait_for(lambda: client.run_on_scheduler(_reported, run.run_id), timeout=30,
+    reported = wait_for(lambda: client.run_on_scheduler(_reported, run.run_id),
+                        timeout=DEADLINE / 2,
                         message="the first item to report")
     (key, index), = reported
     assert index == 0
     # item 0 is running, item 2 waits in the same batch: cancel both
     assert client.run_on_scheduler(_cancel, run.run_id, [(key, 0), (key, 2)]) == 2
     wait_for(lambda: any(i == 1 for _, i in client.run_on_scheduler(_reported, run.run_id)),
-             timeout=30, message="item 1 to start once item 0 stopped")
+             timeout=DEADLINE / 2, message="item 1 to start once item 0 stopped")
     gate.set()
     assert list(run.pairs()) == [(1, 1), (3, 3)]
     assert run.counts["cancelled"] == 2

@@ -16,6 +16,7 @@ from daskfarm import config as farm_config
 from daskfarm.client import preflight as _preflight
 from daskfarm.worker import execute as _execute
 from tests import _tasks
+from tests.conftest import DEADLINE
 
 
 def load(path):
@@ -72,7 +73,7 @@ def test_environment_variables_override_the_defaults():
            "DASK_DASKFARM__CONNECT__TIMEOUT": "2 minutes", "DASK_DASKFARM__ERRORS": "continue",
            "DASK_DASKFARM__PREFLIGHT__VERSION_MISMATCH": "warn"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=120, check=True).stdout
+                         env=env, timeout=2 * DEADLINE, check=True).stdout
     assert json.loads(out) == [7, 5.0, 120.0, "continue", "warn", None]
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import daskfarm
+from tests.conftest import DEADLINE
 
 PACKAGE = pathlib.Path(daskfarm.__file__).parent
 
@@ -87,7 +88,7 @@ def _loaded_after(statement: str, libraries=("bokeh", "tqdm", "zict", "pandas"))
             "or m.startswith(('daskfarm.compat', 'daskfarm.store', 'daskfarm.client', "
             "'daskfarm.dashboard'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+                         timeout=2 * DEADLINE, check=True).stdout
     return ast.literal_eval(out.strip())
 
 

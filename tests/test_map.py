@@ -10,6 +10,7 @@ import pytest
 from distributed import Event
 
 from daskfarm import Failure, FarmStateError, RunSummary
+from tests.conftest import DEADLINE
 
 from . import _tasks
 from .conftest import wait_for
@@ -60,7 +61,7 @@ def test_class_task_built_once_per_worker_with_process_number(farm, tmp_path):
     numbers = sorted(n for numbers in by_pid.values() for n in numbers)
     assert set(numbers) <= {0, 1} and len(set(numbers)) == len(numbers)
     # close() ran in every process that built an instance
-    wait_for(lambda: len(os.listdir(tmp_path)) == len(by_pid), timeout=30,
+    wait_for(lambda: len(os.listdir(tmp_path)) == len(by_pid), timeout=DEADLINE / 2,
              message="close() markers")
 
 
@@ -69,7 +70,7 @@ def test_progress_counts_reported_fractions(farm):
     gate.clear()
     run = farm.map(_tasks.reports_until_released, range(2), batch_size=1, progress=False)
     try:
-        wait_for(lambda: run.progress > 0.1, timeout=30, message="reported fractions")
+        wait_for(lambda: run.progress > 0.1, timeout=DEADLINE / 2, message="reported fractions")
         assert run.counts["running"] == 2
         assert 0 < run.progress < 1
     finally:
@@ -120,7 +121,7 @@ def test_cancel_stops_running_tasks_at_their_next_report(farm):
     gate.clear()
     task = functools.partial(_tasks.reports_until_released, event_name="cancel-gate")
     run = farm.map(task, [0, 1, 2, 3], batch_size=1, progress=False)
-    wait_for(lambda: run.counts["running"] == 2, timeout=30, message="two running tasks")
+    wait_for(lambda: run.counts["running"] == 2, timeout=DEADLINE / 2, message="two running tasks")
     run.cancel()
     assert run.done and run.status == "cancelled"
     summary = run.wait()
@@ -130,7 +131,7 @@ def test_cancel_stops_running_tasks_at_their_next_report(farm):
         return sum(farm.client.run(lambda dask_worker: len(dask_worker.active_threads))
                    .values())
 
-    wait_for(lambda: busy_threads() == 0, timeout=30, message="worker threads to stop")
+    wait_for(lambda: busy_threads() == 0, timeout=DEADLINE / 2, message="worker threads to stop")
     gate.set()
 
 
@@ -197,7 +198,7 @@ def test_suspend_stops_pulling_and_resume_restarts(farm):
     taken = list(itertools.islice(run, 4))
     run.suspend()
     assert run.status == "suspended"
-    wait_for(lambda: run.counts["pending"] + run.counts["running"] == 0, timeout=30,
+    wait_for(lambda: run.counts["pending"] + run.counts["running"] == 0, timeout=DEADLINE / 2,
              message="in-flight items to finish")
     n = len(pulled)
     assert n <= 4 + 4 + 1  # taken + buffer (+1: the feeder may hold one item it pulled)
@@ -230,7 +231,7 @@ def test_callbacks(farm):
     run.on_progress(progress.append)
     run.on_finished(finished.append)
     summary = run.wait()
-    assert sorted(seen) == [(x, x * x) for x in range(10)] or len(seen) <= 10
+    assert sorted(seen) == [(x, x * x) for x in range(10)]
     assert finished == [summary]
     assert progress[-1] == 1.0
     late = []
@@ -240,7 +241,7 @@ def test_callbacks(farm):
 
 def test_wait_drains_without_iterating(farm):
     run = farm.map(_tasks.square, range(500), buffersize=10, progress=False)
-    summary = run.wait(timeout=120)
+    summary = run.wait(timeout=2 * DEADLINE)
     assert summary.done == 500 and summary.status == "finished"
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from daskfarm import FarmPicklingError, FarmTypeError
 from daskfarm.exceptions import ScriptGlobalError
+from tests.conftest import DEADLINE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,7 +107,7 @@ def test_tracebacks_name_the_script_line_even_where_the_file_is_gone(farm, tmp_p
     failing = farm.starmap(script["fails"], [(1, release.name)], errors="continue")
     path.rename(tmp_path / "moved.py")  # the workers have only what the task brought
     release.set()
-    failing.wait(timeout=60)
+    failing.wait(timeout=DEADLINE)
     (failure,) = failing.failures
     line = SCRIPT.splitlines().index('    raise ValueError(f"bad {y}")') + 1
     assert f'File "{path}", line {line}, in fails\n    raise ValueError(f"bad {{y}}")' \

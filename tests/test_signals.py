@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from daskfarm import DataManager
+from tests.conftest import DEADLINE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +44,7 @@ def test_signal_stops_the_farm_cleanly(tmp_path, sig, codes):
     start = time.monotonic()
     proc.send_signal(sig)
     try:
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=DEADLINE)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
@@ -52,7 +53,7 @@ def test_signal_stops_the_farm_cleanly(tmp_path, sig, codes):
     if sig == signal.SIGINT:
         assert "KeyboardInterrupt" in err
     # no worker or nanny process survives its parent
-    _, alive = psutil.wait_procs(children, timeout=30)
+    _, alive = psutil.wait_procs(children, timeout=DEADLINE / 2)
     assert not alive
     # what was stored is readable, and every result is whole
     with DataManager(store) as dm:

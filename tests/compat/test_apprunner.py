@@ -16,6 +16,7 @@ from daskfarm import (
     FarmTypeError,
     SignalSpy,
 )
+from tests.conftest import DEADLINE
 
 from ..conftest import wait_for
 from . import _apps
@@ -83,7 +84,7 @@ def test_carryon_gates_each_task(farm, stop_later):
     results = SignalSpy(runner.sig_results)
     try:
         runner.start()
-        wait_for(lambda: runner.flags["active"], timeout=60, message="tasks handed over")
+        wait_for(lambda: runner.flags["active"], timeout=DEADLINE, message="tasks handed over")
         assert not runner.wait(0.5)  # held at multiprocessing_carryon()
         assert results == [] and runner.progress == 0
     finally:
@@ -112,7 +113,7 @@ def test_stop_while_running_ends_with_the_final_state(farm, stop_later):
     finished = SignalSpy(runner.finished)
     try:
         runner.start()
-        wait_for(lambda: runner.flags["active"], timeout=60, message="tasks handed over")
+        wait_for(lambda: runner.flags["active"], timeout=DEADLINE, message="tasks handed over")
         runner.stop()
     finally:
         gate.set()
@@ -151,7 +152,7 @@ def test_no_app_method_calls_while_running(farm, stop_later):
     stop_later(runner)
     try:
         runner.start()
-        wait_for(lambda: runner.flags["running"], timeout=60, message="the runner to run")
+        wait_for(lambda: runner.flags["running"], timeout=DEADLINE, message="the runner to run")
         with pytest.raises(RuntimeError, match="stop") as info:
             runner.call_app_method("multiprocessing_post_run")
         assert isinstance(info.value, FarmStateError)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from daskfarm.compat import SignalSpy, WorkerController
+from tests.conftest import DEADLINE
 
 from ..conftest import wait_for
 from . import _tasks
@@ -36,7 +37,7 @@ def test_restart_before_start_only_flags_it(controller):
     controller.add_tasks([1, 2])
     controller.start()
     assert not controller.flags["must_restart"]
-    wait_for(lambda: controller.progress >= 1, timeout=60, message="the results")
+    wait_for(lambda: controller.progress >= 1, timeout=DEADLINE, message="the results")
 
 
 def test_stop_ends_the_thread(controller):
@@ -62,12 +63,12 @@ def test_waiting_for_running_tasks(farm, controller, release):
     controller.finalize_tasks()
     controller.start()
     assert controller.flags["stop_after_run"]
-    wait_for(lambda: controller.flags["active"], timeout=60, message="tasks handed over")
+    wait_for(lambda: controller.flags["active"], timeout=DEADLINE, message="tasks handed over")
     assert controller.flags["running"]
     assert not controller.wait_for_processes_to_finish(timeout=0.2)
     assert not controller.wait(0.2)
     release.set()
-    assert controller.wait_for_processes_to_finish(timeout=60)
+    assert controller.wait_for_processes_to_finish(timeout=DEADLINE)
     assert controller.wait(60)
     assert sorted(spy) == [[1, 3], [2, 6]]
     assert controller.flags == {"running": False, "thread_alive": False, "active": False,
@@ -79,7 +80,7 @@ def test_request_interruption_returns_at_once_and_wait_sees_the_end(farm, contro
     controller.change_function(_tasks.gated_linear, 1, release.name)
     controller.add_tasks(range(3))
     controller.start()
-    wait_for(lambda: controller.flags["active"], timeout=60, message="tasks handed over")
+    wait_for(lambda: controller.flags["active"], timeout=DEADLINE, message="tasks handed over")
     controller.requestInterruption()
     assert controller.isInterruptionRequested()
     assert controller.wait(60)
@@ -103,7 +104,7 @@ def test_reset_task_list_drops_held_tasks(controller):
     controller.change_function(_tasks.linear, 1, 0)
     controller.add_tasks([1, 2])
     controller.start()
-    wait_for(lambda: controller.progress >= 1, timeout=60, message="the first two")
+    wait_for(lambda: controller.progress >= 1, timeout=DEADLINE, message="the first two")
     controller.suspend()
     controller.add_tasks([3, 4])
     assert controller.progress == 0.5
@@ -111,7 +112,7 @@ def test_reset_task_list_drops_held_tasks(controller):
     assert controller.progress == 1.0  # the dropped tasks no longer count
     controller.add_tasks([5])
     controller.restart()
-    wait_for(lambda: controller.progress >= 1, timeout=60, message="the task after the reset")
+    wait_for(lambda: controller.progress >= 1, timeout=DEADLINE, message="the task after the reset")
     assert sorted(spy) == [[1, 1], [2, 2], [5, 5]]
 
 
@@ -122,12 +123,12 @@ def test_join_workers_lets_tasks_finish_and_a_restart_goes_on():
         wc.add_tasks([1, 2])
         wc.start()
         farm = wc._farm
-        wc.join_workers(timeout=60)
+        wc.join_workers(timeout=DEADLINE)
         assert sorted(spy) == [[1, 2], [2, 4]]
         assert farm.client.status in ("closing", "closed")  # the farm it started
         wc.add_tasks([3])
         wc.restart()  # a new farm, a new run
-        wait_for(lambda: wc.progress >= 1, timeout=120, message="the task after the join")
+        wait_for(lambda: wc.progress >= 1, timeout=2 * DEADLINE, message="the task after the join")
         assert spy[-1] == [3, 6]
     finally:
         wc.exit()
@@ -138,6 +139,6 @@ def test_messages_from_workers_name_the_failed_task(controller):
     controller.change_function(_tasks.fails_on_3)
     controller.add_tasks([2, 3])
     controller.start()
-    wait_for(lambda: controller.progress >= 1, timeout=60, message="both tasks")
-    wait_for(lambda: messages, timeout=30, message="the worker's message")
+    wait_for(lambda: controller.progress >= 1, timeout=DEADLINE, message="both tasks")
+    wait_for(lambda: messages, timeout=DEADLINE / 2, message="the worker's message")
     assert messages == [["task 3 failed: ValueError: bad item 3"]]

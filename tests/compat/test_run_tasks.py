@@ -14,6 +14,7 @@ from distributed import Event
 
 from daskfarm import DataManager
 from daskfarm.compat import run_tasks, taskfarm
+from tests.conftest import DEADLINE
 
 from ..conftest import wait_for
 from . import _tasks
@@ -76,8 +77,8 @@ def test_process_number_survives_a_worker_restart(farm, tmp_path):
     assert sorted(before.values()) == [0, 1]
     victim = next(addr for addr, info in farm.client.scheduler_info()["workers"].items()
                   if info["name"] == next(iter(before)))
-    farm.client.restart_workers([victim], timeout=120)
-    wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=120, message="two workers")
+    farm.client.restart_workers([victim], timeout=2 * DEADLINE)
+    wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=2 * DEADLINE, message="two workers")
     # Brian handed numbers out through a queue, so a respawned worker blocked for ever;
     # here it gets its number back
     assert numbers(tmp_path / "after") == before
@@ -165,7 +166,7 @@ def test_taskname_in_verbose_lines_and_panel_rows(farm, dm, capsys):
     out: list[str] = []
     try:
         wait_for(lambda: out.append(capsys.readouterr().out) or
-                 "named-task item 1" in "".join(out), timeout=60, message="the taskname line")
+                 "named-task item 1" in "".join(out), timeout=DEADLINE, message="the taskname line")
         rows = farm.client.run_on_scheduler(taskfarm._scheduler_rows, farm.runs[-1].run_id)
         assert [row["taskname"] for row in rows] == ["named-task item 1"]
     finally:
@@ -192,7 +193,7 @@ def test_terminate_from_the_panel_keeps_what_is_stored(farm, dm, capsys):
                                                        gui=False, verbose=True))
     try:
         wait_for(lambda: len(farm.runs) > runs_before and farm.runs[-1].counts["done"] == 2,
-                 timeout=60, message="the two fast items")
+                 timeout=DEADLINE, message="the two fast items")
         farm.client.run_on_scheduler(_tasks.terminate_run, farm.runs[-1].run_id)
         thread.join(60)
     finally:
@@ -211,7 +212,7 @@ def test_ctrl_c_cancels_and_keeps_what_is_stored(farm, dm, capsys):
 
     def press_ctrl_c():
         wait_for(lambda: len(farm.runs) > runs_before and farm.runs[-1].counts["done"] == 2,
-                 timeout=60, message="the two fast items")
+                 timeout=DEADLINE, message="the two fast items")
         _thread.interrupt_main()
 
     presser = threading.Thread(target=press_ctrl_c, daemon=True)

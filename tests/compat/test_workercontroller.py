@@ -10,6 +10,7 @@ from distributed import Event
 
 from daskfarm import FarmStateError
 from daskfarm.compat import Signal, SignalSpy, WorkerController
+from tests.conftest import DEADLINE
 
 from ..conftest import wait_for
 from . import _tasks
@@ -36,11 +37,11 @@ def test_minimal_example(farm, controller):
     controller.add_tasks(np.arange(10))
     controller.finalize_tasks()
     controller.start()
-    wait_for(lambda: controller.progress >= 1, timeout=60, message="all results")
+    wait_for(lambda: controller.progress >= 1, timeout=DEADLINE, message="all results")
 
     assert sorted(result_spy) == expected(range(10), 2, 5)
     assert sorted(p for (p,) in progress_spy) == [i / 10 for i in range(1, 11)]
-    wait_for(lambda: not controller.is_alive(), timeout=60, message="the controller to end")
+    wait_for(lambda: not controller.is_alive(), timeout=DEADLINE, message="the controller to end")
     assert finished_spy == [[]]
     assert farm.client.status == "running"  # a farm it was given stays open
 
@@ -51,13 +52,13 @@ def test_restart_example(controller):
 
     controller.add_tasks(np.arange(10))
     controller.start()
-    wait_for(lambda: controller.progress >= 1, timeout=60, message="the first ten")
+    wait_for(lambda: controller.progress >= 1, timeout=DEADLINE, message="the first ten")
     assert sorted(result_spy) == expected(range(10), 2, 5)
     assert controller.isRunning()
 
     controller.add_tasks(np.arange(10, 20))  # while running
     assert controller.progress < 1
-    wait_for(lambda: controller.progress >= 1, timeout=60, message="ten more")
+    wait_for(lambda: controller.progress >= 1, timeout=DEADLINE, message="ten more")
     assert sorted(result_spy) == expected(range(20), 2, 5)
 
     controller.suspend()
@@ -67,7 +68,7 @@ def test_restart_example(controller):
     assert controller.progress == 0
     assert len(result_spy) == 20
     controller.restart()
-    wait_for(lambda: controller.progress >= 1, timeout=60, message="the new function's ten")
+    wait_for(lambda: controller.progress >= 1, timeout=DEADLINE, message="the new function's ten")
     assert sorted(result_spy) == expected(range(20), 2, 5) + expected(range(20, 30), -1, 0)
     assert controller.isRunning()
 
@@ -77,11 +78,11 @@ def test_change_function_while_running_takes_effect_at_once(controller):
     controller.change_function(_tasks.linear, 1, 0)
     controller.add_tasks([1, 2])
     controller.start()
-    wait_for(lambda: controller.progress >= 1, timeout=60, message="the first two")
+    wait_for(lambda: controller.progress >= 1, timeout=DEADLINE, message="the first two")
     controller.change_function(_tasks.linear, 10, 0)
     assert controller.progress == -1  # a new cycle without tasks
     controller.add_tasks([3])
-    wait_for(lambda: controller.progress >= 1, timeout=60, message="the third")
+    wait_for(lambda: controller.progress >= 1, timeout=DEADLINE, message="the third")
     assert sorted(spy) == [[1, 1], [2, 2], [3, 30]]
 
 
@@ -92,7 +93,7 @@ def test_failures_are_recorded_and_the_cycle_completes(controller, caplog):
     controller.finalize_tasks()
     with caplog.at_level(logging.WARNING, logger="daskfarm.compat.workercontroller"):
         controller.start()
-        wait_for(lambda: not controller.is_alive(), timeout=60, message="the cycle to end")
+        wait_for(lambda: not controller.is_alive(), timeout=DEADLINE, message="the cycle to end")
     assert controller.progress == 1
     assert sorted(spy) == [[0, 0], [1, 1], [2, 2], [4, 4]]
     [failure] = controller.failures
@@ -107,13 +108,13 @@ def test_kwargs_are_keywords_and_report_is_passed_when_declared(farm):
         spy = SignalSpy(wc.sig_results)
         wc.add_task(3)
         wc.start()
-        wait_for(lambda: wc.progress >= 1, timeout=60, message="the result")
+        wait_for(lambda: wc.progress >= 1, timeout=DEADLINE, message="the result")
         # pydidas passed func_kwargs' keys positionally
         assert spy == [[3, (7, "Reporter")]]
         # a **kwargs catch-all does not receive the reporter
         wc.change_function(_tasks.catch_all, 1, key=2)
         wc.add_task(5)
-        wait_for(lambda: wc.progress >= 1, timeout=60, message="the second result")
+        wait_for(lambda: wc.progress >= 1, timeout=DEADLINE, message="the second result")
         assert spy[-1] == [5, (5, (1,), ["key"])]
 
 
@@ -125,7 +126,7 @@ def test_send_stop_signal_cancels_and_restart_goes_on(farm, controller):
         controller.add_tasks(range(4))
         controller.start()
         wait_for(lambda: controller._books and controller._books[0].run.counts["running"],
-                 timeout=60, message="a running task")
+                 timeout=DEADLINE, message="a running task")
         controller.send_stop_signal()
         assert controller._runs[0].status == "cancelled"
         assert spy == []
@@ -133,7 +134,7 @@ def test_send_stop_signal_cancels_and_restart_goes_on(farm, controller):
         gate.set()
     controller.add_tasks([10])
     controller.restart()
-    wait_for(lambda: controller.progress >= 1, timeout=60, message="the task after the stop")
+    wait_for(lambda: controller.progress >= 1, timeout=DEADLINE, message="the task after the stop")
     assert spy == [[10, 20]]
 
 
@@ -145,7 +146,7 @@ def test_owned_farm_closes_when_finalized_tasks_are_done():
         wc.finalize_tasks()
         wc.start()
         farm = wc._farm
-        wait_for(lambda: finished, timeout=120, message="sig_finished")
+        wait_for(lambda: finished, timeout=2 * DEADLINE, message="sig_finished")
         assert not wc.is_alive()
         assert wc._farm is None
         assert farm.client.status in ("closing", "closed")
@@ -190,7 +191,7 @@ def test_stop_from_a_results_slot(farm):
     wc.sig_results.connect(lambda task, result: wc.stop())
     wc.add_tasks(range(3))
     wc.start()
-    wait_for(lambda: finished, timeout=60, message="the stop from the slot")
+    wait_for(lambda: finished, timeout=DEADLINE, message="the stop from the slot")
     assert not wc.is_alive()
     wc.stop()
     assert finished == [[]]

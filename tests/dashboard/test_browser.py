@@ -23,7 +23,7 @@ import pytest
 from distributed import Event
 
 from daskfarm import Farm
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 from tests.dashboard import _tasks
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -97,7 +97,7 @@ def screenshot(page, name: str) -> None:
 def test_rows_progress_plot_and_read_only_view(browser, farm, release):
     sweep = farm.map(_tasks.quick, range(80), name="sweep",
                      plot=lambda item, result: (item, result))
-    assert sweep.wait(timeout=120).done == 80
+    assert sweep.wait(timeout=2 * DEADLINE).done == 80
     run = farm.map(gated(release, speed=0.003), ITEMS, batch_size=1, name="simulate")
 
     page = open_page(browser, farm.panel_link)
@@ -124,7 +124,7 @@ def test_rows_progress_plot_and_read_only_view(browser, farm, release):
     assert readonly.evaluate("window.__xss") is None
 
     # real progress, different per item, before the pictures are taken
-    wait_for(lambda: min(running_fractions(farm), default=0) > 0.04, timeout=60,
+    wait_for(lambda: min(running_fractions(farm), default=0) > 0.04, timeout=DEADLINE,
              message="every task to report some progress")
     screenshot(page, "panel.png")
     screenshot(readonly, "panel-readonly.png")
@@ -165,13 +165,13 @@ def test_terminate_stops_the_run_and_the_store_keeps_what_finished(browser, farm
     store = str(tmp_path / "s")
     task = functools.partial(_tasks.gate_above, event=release.name, limit=4)
     run = farm.map(task, range(8), batch_size=1, store=store, name="terminate-me")
-    wait_for(lambda: run.counts["done"] == 4, timeout=60, message="the four quick items")
+    wait_for(lambda: run.counts["done"] == 4, timeout=DEADLINE, message="the four quick items")
     page = open_page(browser, farm.panel_link)
     expect(page.locator(".farm-tasks .farm-bar")).to_have_count(4)
 
     page.locator(".farm-terminate button").click()  # the only active run
 
-    summary = run.wait(timeout=60)
+    summary = run.wait(timeout=DEADLINE)
     assert (summary.status, summary.done, summary.cancelled) == ("cancelled", 4, 4)
     expect(page.locator(".farm-runs")).to_contain_text("cancelled")
     expect(page.locator(".farm-tasks .farm-bar")).to_have_count(0)
@@ -194,7 +194,7 @@ def test_suspend_and_resume_feeding(browser, farm):
     consumer = threading.Thread(target=lambda: all(True for _ in run), daemon=True)
     consumer.start()
     try:
-        wait_for(lambda: len(pulls) > 10, timeout=60, message="the feeder to pull items")
+        wait_for(lambda: len(pulls) > 10, timeout=DEADLINE, message="the feeder to pull items")
         page = open_page(browser, farm.panel_link)
         expect(page.locator(".farm-runs")).to_contain_text("endless")
 
@@ -202,7 +202,7 @@ def test_suspend_and_resume_feeding(browser, farm):
         expect(page.locator(".farm-runs")).to_contain_text("suspended")
         pulled = len(pulls)
         # in-flight items finish; no new item is pulled while suspended
-        wait_for(lambda: run.counts["running"] + run.counts["pending"] == 0, timeout=60,
+        wait_for(lambda: run.counts["running"] + run.counts["pending"] == 0, timeout=DEADLINE,
                  message="the in-flight items to finish")
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:  # a bounded observation window
@@ -210,12 +210,12 @@ def test_suspend_and_resume_feeding(browser, farm):
             page.wait_for_timeout(100)
 
         page.locator(".farm-resume button").click()
-        wait_for(lambda: len(pulls) > pulled + 5, timeout=60, message="pulling to restart")
+        wait_for(lambda: len(pulls) > pulled + 5, timeout=DEADLINE, message="pulling to restart")
         expect(page.locator(".farm-runs")).not_to_contain_text("suspended")
         page.close()
     finally:
         run.cancel()
-        consumer.join(timeout=60)
+        consumer.join(timeout=DEADLINE)
     assert not consumer.is_alive()
     assert run.status == "cancelled"
 
@@ -267,7 +267,7 @@ def remote_scheduler(request, tmp_path):
                 assert procs[0].poll() is None, (tmp_path / "scheduler.log").read_text()
                 return None
 
-        info = wait_for(read_info, timeout=60, message="the scheduler to start")
+        info = wait_for(read_info, timeout=DEADLINE, message="the scheduler to start")
         procs.append(_spawn(["worker", info["address"], "--nthreads", "2", "--nworkers", "1",
                              "--host", "127.0.0.1", "--no-dashboard"],
                             tmp_path / "worker.log", env))
@@ -284,12 +284,13 @@ def test_remote_scheduler_behind_a_prefix(browser, remote_scheduler):
     # Dask's own setting for a dashboard behind a prefix or proxy; panel_link follows it.
     link = "{scheme}://{host}:{port}/dask/status"
     with dask.config.set({"distributed.dashboard.link": link}), Farm(address) as farm:
-        farm.client.wait_for_workers(1, timeout=60)
+        farm.client.wait_for_workers(1, timeout=DEADLINE)
         base, _, given = farm.panel_link.partition("?token=")
         assert base == f"http://127.0.0.1:{port}/dask/farm"
         assert given == (token or given)
         assert len(given) >= 20
-        status = urllib.request.urlopen(f"http://127.0.0.1:{port}/dask/status", timeout=30)
+        status = urllib.request.urlopen(f"http://127.0.0.1:{port}/dask/status",
+                                        timeout=DEADLINE / 2)
         assert b'href="farm"' in status.read()
         release = Event(f"release-{uuid.uuid4().hex}", client=farm.client)
         try:

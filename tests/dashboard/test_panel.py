@@ -33,6 +33,7 @@ from daskfarm.dashboard.panel import (
 from daskfarm.dashboard.plots import RunPlot
 from daskfarm.scheduler.plugin import FarmPlugin
 from daskfarm.scheduler.state import MAX_POINTS, RunRecord, TaskRow
+from tests.conftest import DEADLINE
 
 TOKEN = "s3cret-token"
 NUMERIC_FIELDS = {"frac", "progress", "elapsed", "remaining", "eta"}
@@ -241,7 +242,7 @@ def test_tasks_that_never_report_still_get_a_row_while_they_execute():
     from distributed import Event
 
     from daskfarm import Farm
-    from tests.conftest import wait_for
+    from tests.conftest import DEADLINE, wait_for
     from tests.dashboard import _tasks
 
     def shown(dask_scheduler):
@@ -256,7 +257,7 @@ def test_tasks_that_never_report_still_get_a_row_while_they_execute():
             # 2 threads, 4 tasks: two execute, two wait in the worker's queue
             run = farm.map(functools.partial(_tasks.silent, event=release.name), range(4),
                            batch_size=1, name="silent")
-            wait_for(lambda: len(farm.client.run_on_scheduler(shown)) == 2, timeout=60,
+            wait_for(lambda: len(farm.client.run_on_scheduler(shown)) == 2, timeout=DEADLINE,
                      message="two executing tasks in the table")
             assert sorted(farm.client.run_on_scheduler(shown)) == ["batch 0", "batch 1"]
         finally:
@@ -265,7 +266,7 @@ def test_tasks_that_never_report_still_get_a_row_while_they_execute():
 
 
 def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=30) as response:
+    with urllib.request.urlopen(url, timeout=DEADLINE / 2) as response:
         assert response.status == 200
         return response.read().decode()
 
@@ -330,7 +331,7 @@ def test_websocket_refuses_other_sites(cluster):
     cluster, client = cluster
     client.register_plugin(FarmPlugin(token=TOKEN))
     port = cluster.scheduler.http_server.port
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE / 2)
     try:
         conn.request("GET", "/dask/farm/ws", headers={
             "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",

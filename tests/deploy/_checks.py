@@ -16,7 +16,7 @@ from distributed import Client, Event
 from distributed.comm import get_address_host
 
 from daskfarm import DataManager, Farm
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 from tests.deploy import _podman
 
 HERE = Path(__file__).resolve().parent
@@ -43,7 +43,7 @@ def task_dir(directory: Path) -> Path:
 
 
 def wait_for_workers(address: str, n: int, timeout: float = 120) -> None:
-    with Client(address, timeout=60, set_as_default=False) as client:
+    with Client(address, timeout=DEADLINE, set_as_default=False) as client:
         client.wait_for_workers(n, timeout=timeout)
 
 
@@ -62,10 +62,10 @@ def check_panel(dashboard: str, token: str) -> None:
     from bokeh.client import pull_session
     from bokeh.models import Button
 
-    with urllib.request.urlopen(f"{dashboard}/farm", timeout=30) as page:
+    with urllib.request.urlopen(f"{dashboard}/farm", timeout=DEADLINE / 2) as page:
         assert page.status == 200
         assert b"bokeh" in page.read().lower()
-    with urllib.request.urlopen(f"{dashboard}/status", timeout=30) as page:
+    with urllib.request.urlopen(f"{dashboard}/status", timeout=DEADLINE / 2) as page:
         assert b'href="farm"' in page.read()  # the navigation bar links the panel
     # a browser sends its page's Origin: the published host port must be accepted
     assert websocket_status(dashboard, origin=dashboard) == 101
@@ -81,7 +81,7 @@ def check_panel(dashboard: str, token: str) -> None:
 def websocket_status(dashboard: str, origin: str) -> int:
     """The status of the panel's websocket handshake for a page served from ``origin``."""
     url = urllib.parse.urlsplit(dashboard)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=DEADLINE / 2)
     try:
         conn.request("GET", "/farm/ws", headers={
             "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
@@ -126,10 +126,10 @@ def sweep_killing_a_worker(address: str, victim_container: str, store: Path,
             def victim_busy():
                 return next((w for w, keys in farm.client.processing().items()
                              if keys and get_address_host(w) == victim_host), None)
-            victim = wait_for(victim_busy, timeout=120, message="the victim to hold items")
+            victim = wait_for(victim_busy, timeout=2 * DEADLINE, message="the victim to hold items")
             _podman.podman("kill", victim_container)
             wait_for(lambda: victim not in farm.client.scheduler_info(n_workers=-1)["workers"],
-                     timeout=120, message="the scheduler to drop the killed worker")
+                     timeout=2 * DEADLINE, message="the scheduler to drop the killed worker")
         finally:
             event.set()
         summary = run.wait(timeout=300)

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import DEADLINE
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose" / "compose.yaml"
@@ -46,11 +48,11 @@ def test_every_recipe_has_a_readme_and_is_in_the_table():
                                        ROOT / "tests" / "remote" / "slurm_testbed.sh"]))
 def test_shell_scripts_parse(script):
     done = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True,
-                          timeout=30)
+                          timeout=DEADLINE / 2)
     assert done.returncode == 0, done.stderr
     if shutil.which("shellcheck"):
         done = subprocess.run(["shellcheck", "-S", "warning", str(ROOT / script)],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=DEADLINE)
         assert done.returncode == 0, done.stdout
 
 
@@ -59,7 +61,7 @@ def test_python_scripts_compile_and_answer_help(script, tmp_path):
     py_compile.compile(str(ROOT / script), cfile=str(tmp_path / "x.pyc"), doraise=True)
     if "tasks" not in script:
         done = subprocess.run([sys.executable, str(ROOT / script), "--help"],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=2 * DEADLINE)
         assert done.returncode == 0, done.stderr
         assert "usage" in done.stdout.lower()
 
@@ -68,7 +70,7 @@ def test_python_scripts_compile_and_answer_help(script, tmp_path):
 
 def check_compose(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
-                           str(path)], capture_output=True, text=True, timeout=120)
+                           str(path)], capture_output=True, text=True, timeout=2 * DEADLINE)
 
 
 def test_the_compose_file_follows_the_compose_spec(tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +50,7 @@ def kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=DEADLINE / 2)
     except subprocess.TimeoutExpired:  # pragma: no cover - a kernel that ignores SIGKILL
         pass
 
@@ -150,7 +150,7 @@ class Script:
         kill_group(self.proc)
         for lines, stream in ((self.out, self.proc.stdout), (self.err, self.proc.stderr)):
             if lines is not None:
-                lines.thread.join(timeout=30)
+                lines.thread.join(timeout=DEADLINE / 2)
             stream.close()
 
 
@@ -192,7 +192,8 @@ class DaskCluster:
                 assert self.scheduler.poll() is None, self.log("scheduler")
                 return None
 
-        self.address = wait_for(read_info, timeout=90, message="the scheduler")["address"]
+        self.address = wait_for(read_info, timeout=1.5 * DEADLINE,
+                                message="the scheduler")["address"]
         self.start_worker(nthreads)
 
     def start_worker(self, nthreads: int = 2) -> None:
@@ -244,11 +245,11 @@ def tiny_disk(tmp_path):
     mount = tmp_path / "disk"
     mount.mkdir()
     made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0777", "tmpfs",
-                           str(mount)], capture_output=True, text=True, timeout=30)
+                           str(mount)], capture_output=True, text=True, timeout=DEADLINE / 2)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({made.stderr.strip()}); the injected full "
                     "disk of tests/store/test_damage.py covers the store alone")
     try:
         yield mount
     finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=DEADLINE / 2)

@@ -25,11 +25,12 @@ from daskfarm import (
     StoreError,
 )
 from tests import _tasks as core_tasks
+from tests.conftest import DEADLINE
 
 
 def test_a_run_drained_by_wait_cannot_be_iterated(farm):
     run = farm.map(core_tasks.square, range(3), progress=False)
-    assert run.wait(timeout=60).done == 3
+    assert run.wait(timeout=DEADLINE).done == 3
     with pytest.raises(FarmStateError, match="read them back from the run's store"):
         list(run)
     with pytest.raises(FarmStateError, match="iterated once"):
@@ -111,7 +112,7 @@ def test_a_farm_can_be_closed_from_another_thread():
         assert sorted(farm.map(core_tasks.square, range(3), progress=False)) == [0, 1, 4]
         closer = threading.Thread(target=close)  # a GUI's worker thread, an on_finished hook
         closer.start()
-        closer.join(timeout=60)
+        closer.join(timeout=DEADLINE)
         assert not closer.is_alive()
         assert not errors, errors
     finally:

@@ -13,7 +13,7 @@ from distributed import Event
 
 from daskfarm import DataManager, Farm, FarmStateError, FarmTypeError, FarmValueError, report
 from tests import _tasks as core
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 from tests.faults import _tasks
 
 
@@ -48,7 +48,7 @@ def test_5_no_deadlock_between_a_slow_class_init_and_closing_another_run(tmp_pat
             assert sorted(open_run) == [1, 4]
             assert sorted(slow) == [(0, 0), (1, 0)]
 
-    finishes(scenario, timeout=120)
+    finishes(scenario, timeout=2 * DEADLINE)
 
 
 def test_6_a_run_whose_input_is_left_open_ends_at_the_with_exit(caplog):
@@ -73,7 +73,7 @@ def test_7_wait_from_a_callback_is_refused_and_the_run_goes_on(farm):
         except FarmStateError as exc:
             seen.append(str(exc))
 
-    summary = run.wait(timeout=60)
+    summary = run.wait(timeout=DEADLINE)
     assert summary.done == 5 and seen and "feeder thread" in seen[0]
 
 
@@ -81,14 +81,14 @@ def test_8_a_callback_that_exits_does_not_stop_the_run(farm):
     run = farm.map(core.square, range(20), batch_size=1, progress=False)
     run.on_progress(lambda fraction: sys.exit(3))
     run.on_result(lambda item, result: sys.exit(4))
-    assert run.wait(timeout=60).done == 20 and run.done
+    assert run.wait(timeout=DEADLINE).done == 20 and run.done
 
 
 def test_9_a_run_consumed_only_by_callbacks_does_not_stall(farm):
     got: list = []
     run = farm.map(core.square, range(200), batch_size=1, buffersize=4, progress=False)
     run.on_result(lambda item, result: got.append(result))
-    wait_for(lambda: run.done, timeout=60, message="the run to end")
+    wait_for(lambda: run.done, timeout=DEADLINE, message="the run to end")
     assert sorted(got) == [x * x for x in range(200)]
 
 
@@ -98,9 +98,9 @@ def test_11_close_of_a_class_task_waits_for_its_running_calls(farm, tmp_path):
     release = Event(f"release-{tmp_path.name}", client=farm.client)
     run = farm.map(_tasks.ClosesAfterCalls, range(4), batch_size=1,
                    initargs=(release.name, str(marks)), progress=False)
-    wait_for(lambda: run.counts["running"] == 2, timeout=60, message="two running items")
+    wait_for(lambda: run.counts["running"] == 2, timeout=DEADLINE, message="two running items")
     run.cancel(grace=30)  # cooperative: the calls stop at their next report()
-    wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=60, message="both closes")
+    wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=DEADLINE, message="both closes")
     assert _tasks.marks(marks) == ["close-after", "close-after"]
 
 
@@ -121,12 +121,12 @@ def test_16_durations_are_checked_with_a_clear_error(farm):
     run = farm.map(core.square, [1], progress=False)
     with pytest.raises(FarmValueError, match="number of seconds"):
         run.wait(timeout="5")
-    run.wait(timeout=60)
+    run.wait(timeout=DEADLINE)
 
 
 def test_17_a_fraction_that_is_no_number_names_report(farm):
     run = farm.map(core.reports_text, [1], errors="continue", progress=False)
-    run.wait(timeout=60)
+    run.wait(timeout=DEADLINE)
     (failure,) = run.failures
     assert failure.exc_type == "daskfarm.exceptions.FarmValueError"
     assert "report() got the fraction 'half'" in failure.message

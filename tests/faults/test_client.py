@@ -21,7 +21,7 @@ import pytest
 from daskfarm import DataManager
 from daskfarm.exceptions import CorruptShardWarning
 from tests import _tasks as core_tasks
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 from tests.faults import _tasks
 from tests.faults._script import N_BAR_ITEMS, N_ITEMS
 from tests.faults.conftest import group_members
@@ -56,9 +56,9 @@ def test_client_sigkilled_loses_at_most_the_last_commit_and_resume_computes_the_
     script.proc.send_signal(signal.SIGKILL)
     assert script.finish(30) == -signal.SIGKILL
     # the workers notice that their parent died and leave
-    _, alive = psutil.wait_procs(workers, timeout=60)
+    _, alive = psutil.wait_procs(workers, timeout=DEADLINE)
     assert not alive, alive
-    lines = script.out.drain(timeout=60)  # the pipe closes once every worker has gone
+    lines = script.out.drain(timeout=DEADLINE)  # the pipe closes once every worker has gone
     assert not group_members(script.pgid)
 
     received = {int(text.split()[1]): at for at, text in lines if text.startswith("R ")}
@@ -78,7 +78,7 @@ def test_client_sigkilled_loses_at_most_the_last_commit_and_resume_computes_the_
     again.mkdir()
     task = functools.partial(_tasks.paced, directory=str(again), seconds=0.01)
     summary = farm.map(task, range(N_ITEMS), store=store, name="paced", batch_size=1,
-                       progress=False).wait(timeout=180)
+                       progress=False).wait(timeout=3 * DEADLINE)
     missing = set(range(N_ITEMS)) - set(counts)
     assert (summary.done, summary.skipped, summary.failed) == (len(missing), len(counts), 0)
     assert sorted(map(_item_of, _tasks.marks(again))) == sorted(missing)  # each once
@@ -112,15 +112,16 @@ def test_signal_while_the_with_block_drains(scripts, tmp_path, signals, codes):
             pass
     code = script.finish(60)
     assert time.monotonic() - started < 45
-    lines = [text for _, text in script.out.drain(timeout=60)]
+    lines = [text for _, text in script.out.drain(timeout=DEADLINE)]
     stderr = script.stderr()
     assert code in codes, stderr[-3000:]
     assert "CLOSED" not in lines  # the signal ended the with block, not the drain
     if signals[0] == signal.SIGINT:
         assert "KeyboardInterrupt" in stderr
-    _, alive = psutil.wait_procs(workers, timeout=30)
+    _, alive = psutil.wait_procs(workers, timeout=DEADLINE / 2)
     assert not alive, alive
-    wait_for(lambda: not group_members(script.pgid), timeout=30, message="the script's group")
+    wait_for(lambda: not group_members(script.pgid), timeout=DEADLINE / 2,
+             message="the script's group")
     counts, problems = stored_items(store)
     assert not problems  # a clean stop commits and closes the shard
     assert len(counts) >= 4
@@ -139,7 +140,7 @@ def test_stderr_that_goes_away_neither_stops_nor_hangs_the_run(scripts, tmp_path
     script.wait_for("READY")
     script.proc.stderr.close()
     try:
-        script.wait_for(f"DONE finished {N_BAR_ITEMS}", timeout=30)
+        script.wait_for(f"DONE finished {N_BAR_ITEMS}", timeout=DEADLINE / 2)
         assert script.finish(30) in (0, 120)  # 120: Python could not flush stderr at exit
     finally:
         script.close()

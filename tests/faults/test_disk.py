@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from daskfarm import DataManager, Farm, StoreError
+from tests.conftest import DEADLINE
 from tests.faults import _tasks
 
 pytestmark = pytest.mark.slow
@@ -68,7 +69,7 @@ def test_full_disk_stops_the_run_clearly_and_keeps_every_commit(farm, tiny_disk)
     # space freed: the same map with resume computes only what was not stored
     filler.unlink()
     summary = farm.map(task, ITEMS, store=store, name="sized", batch_size=1,
-                       progress=False).wait(timeout=120)
+                       progress=False).wait(timeout=2 * DEADLINE)
     assert (summary.done, summary.skipped) == (len(ITEMS) - len(stored), len(stored))
     assert sorted(read_back(store)) == list(ITEMS)
 
@@ -87,7 +88,7 @@ def test_full_disk_in_a_with_block_raises_once_and_closes_the_cluster(tiny_disk)
         # the commit's own error, not a second one from closing the store at exit
         assert "were not stored" not in str(info.value)
         assert not isinstance(info.value.__context__, StoreError)
-        _, alive = psutil.wait_procs(workers, timeout=30)
+        _, alive = psutil.wait_procs(workers, timeout=DEADLINE / 2)
         assert not alive, "the Farm left its cluster running"
     finally:
         if any(w.is_running() for w in workers):

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from daskfarm import DataManager, Farm, FarmConnectionError
+from tests.conftest import DEADLINE
 from tests.faults import _tasks
 from tests.faults.conftest import kill_group
 
@@ -28,8 +29,8 @@ def test_scheduler_killed_mid_run_raises_promptly_and_keeps_what_arrived(dask_cl
     store = tmp_path / "store"
     never = f"never-{uuid.uuid4().hex}"  # items from 4 on wait for an Event nobody sets
     task = functools.partial(_tasks.gate_from, event=never, first=4)
-    with Farm(dask_cluster.address, timeout=30) as farm:
-        farm.client.wait_for_workers(1, timeout=90)
+    with Farm(dask_cluster.address, timeout=DEADLINE / 2) as farm:
+        farm.client.wait_for_workers(1, timeout=1.5 * DEADLINE)
         run = farm.map(task, range(20), store=store, batch_size=1, buffersize=4,
                        progress=False)
         results = iter(run)
@@ -50,8 +51,8 @@ def test_scheduler_restarted_mid_run_still_stops_the_run(dask_cluster, tmp_path)
     store = tmp_path / "store"
     never = f"never-{uuid.uuid4().hex}"
     task = functools.partial(_tasks.gate_from, event=never, first=4)
-    with Farm(dask_cluster.address, timeout=30) as farm:
-        farm.client.wait_for_workers(1, timeout=90)
+    with Farm(dask_cluster.address, timeout=DEADLINE / 2) as farm:
+        farm.client.wait_for_workers(1, timeout=1.5 * DEADLINE)
         run = farm.map(task, range(20), store=store, batch_size=1, buffersize=4,
                        progress=False)
         results = iter(run)

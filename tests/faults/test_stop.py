@@ -15,7 +15,7 @@ import dask
 import pytest
 
 from daskfarm import DataManager, Farm, HardStopWarning, ItemTimeoutError
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 from tests.faults import _tasks
 from tests.faults.test_tasks import busy_threads
 
@@ -31,13 +31,13 @@ def test_items_that_never_report_are_stopped_hard_after_the_grace(farm, tmp_path
     task = functools.partial(_tasks.silent, event=release.name, directory=str(marks))
     stopped = farm.map(task, range(6), store=tmp_path / "store", batch_size=1,
                        buffersize=4, progress=False)  # 4 pulled: 2 running, 2 queued
-    wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=60, message="two silent items")
+    wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=DEADLINE, message="two silent items")
     stopped.cancel(grace=0.5)
     # cancel() returned: no worker thread runs an item of the run any more
     assert stopped.done and stopped.status == "cancelled"
     summary = stopped.wait(timeout=10)
     assert (summary.done, summary.failed, summary.cancelled) == (0, 0, 4)
-    wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=60, message="workers back")
+    wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=DEADLINE, message="workers back")
     assert busy_threads(farm) == 0
     assert set(pids(farm).values()).isdisjoint(before.values())  # new processes
     # the next run starts on the freed workers at once (the silent items would wait 120 s)
@@ -53,16 +53,16 @@ def test_a_second_cancel_stops_hard_at_once(farm, tmp_path, release):
     marks.mkdir()
     task = functools.partial(_tasks.silent, event=release.name, directory=str(marks))
     stopped = farm.map(task, range(2), batch_size=1, progress=False)
-    wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=60, message="two silent items")
+    wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=DEADLINE, message="two silent items")
     first = threading.Thread(target=stopped.cancel, kwargs={"grace": 600})
     first.start()
     wait_for(lambda: stopped.status == "stopping", timeout=10, message="the run stopping")
     assert not stopped.done  # within its 600 s of grace
     stopped.cancel()  # the second Terminate click / Ctrl-C
     assert stopped.done and stopped.status == "cancelled"
-    first.join(timeout=30)
+    first.join(timeout=DEADLINE / 2)
     assert not first.is_alive()
-    wait_for(lambda: busy_threads(farm) == 0, timeout=60, message="idle workers")
+    wait_for(lambda: busy_threads(farm) == 0, timeout=DEADLINE, message="idle workers")
 
 
 def test_a_bystander_run_loses_and_fails_nothing(farm, tmp_path, release):
@@ -70,12 +70,12 @@ def test_a_bystander_run_loses_and_fails_nothing(farm, tmp_path, release):
     marks.mkdir()
     task = functools.partial(_tasks.silent, event=release.name, directory=str(marks))
     victim = farm.map(task, range(2), batch_size=1, progress=False)
-    wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=60, message="two silent items")
+    wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=DEADLINE, message="two silent items")
     # queued behind the silent items on both workers
     bystander = farm.map(_tasks.paced, range(40), batch_size=1, store=tmp_path / "store",
                          errors="continue", progress=False)
     victim.cancel(grace=0)
-    summary = bystander.wait(timeout=120)
+    summary = bystander.wait(timeout=2 * DEADLINE)
     assert (summary.done, summary.failed, summary.cancelled) == (40, 0, 0)
     with DataManager(tmp_path / "store") as dm:
         assert sorted(dm.params(k) for k in dm.keys()) == list(range(40))
@@ -86,9 +86,9 @@ def test_wait_after_cancel_returns_when_no_item_executes(farm, tmp_path, release
     marks.mkdir()
     task = functools.partial(_tasks.gated, event=release.name, directory=str(marks))
     stopped = farm.map(task, range(6), batch_size=1, progress=False)
-    wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=60, message="two running items")
+    wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=DEADLINE, message="two running items")
     stopped.cancel(grace=30)  # cooperative: the items stop at their next report()
-    stopped.wait(timeout=60)
+    stopped.wait(timeout=DEADLINE)
     assert busy_threads(farm) == 0
 
 
@@ -110,7 +110,7 @@ def test_an_item_that_overruns_its_timeout_fails_and_the_run_goes_on(farm, tmp_p
     assert "ran longer than its timeout" in failures[5].message  # the soft one
     with DataManager(store) as dm:
         assert sorted(f.item for f in dm.failures()) == [3, 5]
-    wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=60, message="workers back")
+    wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=DEADLINE, message="workers back")
 
 
 def test_retries_apply_to_timeouts_and_errors_raise_raises_it(farm, release):
@@ -129,11 +129,11 @@ def test_without_a_nanny_the_stop_stays_cooperative_and_warns(tmp_path):
         release = Event("no-nanny-release", client=farm.client)
         task = functools.partial(_tasks.silent, event=release.name, directory=str(marks))
         run = farm.map(task, range(2), batch_size=1, progress=False)
-        wait_for(lambda: len(_tasks.marks(marks)) == 1, timeout=60, message="a silent item")
+        wait_for(lambda: len(_tasks.marks(marks)) == 1, timeout=DEADLINE, message="a silent item")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             run.cancel(grace=0)
         assert run.status == "cancelled"
         assert any(issubclass(w.category, HardStopWarning) for w in caught)
         release.set()
-        wait_for(lambda: busy_threads(farm) == 0, timeout=60, message="the item to end")
+        wait_for(lambda: busy_threads(farm) == 0, timeout=DEADLINE, message="the item to end")

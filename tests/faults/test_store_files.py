@@ -20,6 +20,7 @@ import pytest
 
 from daskfarm.exceptions import CorruptShardWarning, StoreError
 from daskfarm.store import DataManager, _commit
+from tests.conftest import DEADLINE
 
 
 def write_shards(path, n: int = 2, per: int = 10) -> None:
@@ -66,7 +67,7 @@ def test_fifo_named_like_a_shard_does_not_block_readers(tmp_path):
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    thread.join(timeout=30)
+    thread.join(timeout=DEADLINE / 2)
     if thread.is_alive():  # free the blocked open() so the thread can end
         fd = os.open(tmp_path / "0000-pipe.dfshard", os.O_WRONLY | os.O_NONBLOCK)
         os.close(fd)

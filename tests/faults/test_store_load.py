@@ -13,6 +13,7 @@ import warnings
 import pytest
 
 from daskfarm import DataManager
+from tests.conftest import DEADLINE
 from tests.faults.conftest import env_with_repo
 
 pytestmark = pytest.mark.slow
@@ -52,12 +53,12 @@ def test_four_processes_write_50k_results_each_into_one_store(tmp_path):
                 seen.append(len(dm))
                 assert seen[-1] >= seen[-2]  # committed records never disappear
                 time.sleep(0.05)  # pace the reader; the writers' progress is the condition
-        outputs = [p.communicate(timeout=60)[0] for p in procs]
+        outputs = [p.communicate(timeout=DEADLINE)[0] for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-                p.communicate(timeout=30)
+                p.communicate(timeout=DEADLINE / 2)
     assert [p.returncode for p in procs] == [0] * WRITERS
     assert all(out.strip() == "done" for out in outputs)
 

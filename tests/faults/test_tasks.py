@@ -18,7 +18,7 @@ import dask
 import pytest
 
 from daskfarm import DataManager, Farm, FarmPicklingError, WorkerImportError
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 from tests.faults import _tasks
 
 
@@ -53,7 +53,7 @@ def test_first_failure_stops_the_run_and_the_store_keeps_what_finished(farm, tmp
     with pytest.raises(ValueError, match=r"item \d+ is out of range") as info:
         list(run)
     assert "in raises" in str(info.value.__cause__)  # the remote traceback
-    summary = run.wait(timeout=60)  # the failure was raised once; wait() reports the end
+    summary = run.wait(timeout=DEADLINE)  # the failure was raised once; wait() reports the end
     assert summary.status == "failed" and summary.done + summary.failed < 40
     with DataManager(store) as dm:
         assert len(dm) == summary.done
@@ -92,7 +92,7 @@ def test_sys_exit_in_a_task_is_that_items_failure(farm):
         assert "bad parameter 1" in sorted(run.failures, key=lambda f: f.item)[0].message
         assert worker_pids(farm) == before  # no worker died
     finally:
-        wait_for(lambda: len(worker_pids(farm)) == 2, timeout=120, message="two workers")
+        wait_for(lambda: len(worker_pids(farm)) == 2, timeout=2 * DEADLINE, message="two workers")
 
 
 def test_hung_task_that_reports_is_cancelled_and_the_store_keeps_the_rest(farm, tmp_path,
@@ -106,13 +106,13 @@ def test_hung_task_that_reports_is_cancelled_and_the_store_keeps_the_rest(farm, 
     results = iter(run)
     finished = sorted(next(results)[0] for _ in range(5))
     assert finished == list(range(5))
-    wait_for(lambda: len(_tasks.marks(marks)) == 5 + 2, timeout=60,
+    wait_for(lambda: len(_tasks.marks(marks)) == 5 + 2, timeout=DEADLINE,
              message="two items hanging")
     run.cancel()  # joins the feeder: bounded by report()'s ~1 s check
-    summary = run.wait(timeout=60)
+    summary = run.wait(timeout=DEADLINE)
     assert (summary.status, summary.done, summary.failed) == ("cancelled", 5, 0)
     assert summary.cancelled >= 2
-    wait_for(lambda: busy_threads(farm) == 0, timeout=30, message="the worker threads")
+    wait_for(lambda: busy_threads(farm) == 0, timeout=DEADLINE / 2, message="the worker threads")
     with DataManager(store) as dm:
         assert sorted(dm.params(k) for k in dm.keys()) == finished
         assert not dm.failures()  # cancelled is not failed: a rerun computes them
@@ -141,7 +141,7 @@ def test_worker_restarted_without_the_tasks_module_stops_the_run(farm, tmp_path,
         pids = worker_pids(farm)
         os.kill(next(iter(pids)), signal.SIGKILL)
         wait_for(lambda: len(worker_pids(farm) - pids) == 1 and len(worker_pids(farm)) == 2,
-                 timeout=120, message="the worker's restart")
+                 timeout=2 * DEADLINE, message="the worker's restart")
         run.add(*range(4, 100))
         run.close_input()
         with pytest.raises(WorkerImportError, match="faults_only_here") as info:

@@ -18,7 +18,7 @@ import pytest
 from distributed import Event
 
 from daskfarm import DataManager, Farm
-from tests.conftest import scheduler_states, wait_for
+from tests.conftest import DEADLINE, scheduler_states, wait_for
 from tests.faults import _tasks
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def kill_a_busy_worker(client, marks, release, threads: int) -> list[str]:
 
     Returns the markers of the items that were running.
     """
-    wait_for(lambda: len(starts(marks)) >= threads, timeout=60, message="the gated items")
+    wait_for(lambda: len(starts(marks)) >= threads, timeout=DEADLINE, message="the gated items")
     busy = starts(marks)
     pids = worker_pids(client)
     victim = next(iter(pids.values()))
@@ -70,7 +70,7 @@ def kill_a_busy_worker(client, marks, release, threads: int) -> list[str]:
         now = worker_pids(client)
         return len(now) == len(pids) and victim not in now.values()
 
-    wait_for(restarted, timeout=120, message="the worker's restart")
+    wait_for(restarted, timeout=2 * DEADLINE, message="the worker's restart")
     release.set()
     return busy
 
@@ -92,7 +92,7 @@ def test_worker_sigkilled_mid_item_every_result_arrives_once(farm, tmp_path, rel
     try:
         consumer, results = consume(run)
         busy = kill_a_busy_worker(farm.client, marks, release, threads=2)
-        consumer.join(timeout=120)
+        consumer.join(timeout=2 * DEADLINE)
         assert not consumer.is_alive()
     finally:
         run.cancel()
@@ -107,8 +107,8 @@ def test_worker_sigkilled_mid_item_every_result_arrives_once(farm, tmp_path, rel
 def test_remote_worker_sigkilled_mid_item_every_result_arrives_once(dask_cluster, tmp_path):
     store, marks = tmp_path / "store", tmp_path / "marks"
     marks.mkdir()
-    with Farm(dask_cluster.address, timeout=30) as farm:
-        farm.client.wait_for_workers(1, timeout=90)
+    with Farm(dask_cluster.address, timeout=DEADLINE / 2) as farm:
+        farm.client.wait_for_workers(1, timeout=1.5 * DEADLINE)
         release = Event(f"release-{uuid.uuid4().hex}", client=farm.client)
         try:
             task = functools.partial(_tasks.gate_from, event=release.name, first=6,
@@ -117,7 +117,7 @@ def test_remote_worker_sigkilled_mid_item_every_result_arrives_once(dask_cluster
                            progress=False)
             consumer, results = consume(run)
             busy = kill_a_busy_worker(farm.client, marks, release, threads=2)
-            consumer.join(timeout=120)
+            consumer.join(timeout=2 * DEADLINE)
             assert sorted(x for x, _ in results) == list(range(16))
         finally:
             release.set()
@@ -142,7 +142,7 @@ def test_task_that_kills_its_worker_every_time_is_a_recorded_failure(farm, tmp_p
     assert sorted(next(results) for _ in range(11)) == list(range(11))
     release.set()
     assert list(results) == []
-    summary = run.wait(timeout=180)
+    summary = run.wait(timeout=3 * DEADLINE)
     assert (summary.done, summary.failed, summary.status) == (11, 1, "finished")
     (failure,) = run.failures
     assert failure.item == 11
@@ -154,7 +154,8 @@ def test_task_that_kills_its_worker_every_time_is_a_recorded_failure(farm, tmp_p
         assert sorted(dm.params(k) for k in dm.keys()) == list(range(11))
         (record,) = dm.failures()
         assert (record.item, record.exc_type) == (11, "distributed.scheduler.KilledWorker")
-    wait_for(lambda: len(worker_pids(farm.client)) == 2, timeout=120, message="two workers")
+    wait_for(lambda: len(worker_pids(farm.client)) == 2, timeout=2 * DEADLINE,
+             message="two workers")
 
 
 def test_with_errors_raise_the_killed_worker_is_raised(farm, release):
@@ -168,7 +169,8 @@ def test_with_errors_raise_the_killed_worker_is_raised(farm, release):
     with pytest.raises(KilledWorker, match="workers died"):
         next(results)
     assert run.status == "failed"
-    wait_for(lambda: len(worker_pids(farm.client)) == 2, timeout=120, message="two workers")
+    wait_for(lambda: len(worker_pids(farm.client)) == 2, timeout=2 * DEADLINE,
+             message="two workers")
 
 
 @pytest.mark.xfail(strict=True, reason="bystanders of a worker-killing item get KilledWorker: "
@@ -188,12 +190,12 @@ def test_items_sharing_a_worker_with_a_killer_are_not_blamed(tmp_path):
         run = farm.map(task, range(4), errors="continue", batch_size=1, buffersize=4,
                        progress=False)
         try:
-            wait_for(lambda: len(starts(marks)) == 3, timeout=60, message="the three items")
+            wait_for(lambda: len(starts(marks)) == 3, timeout=DEADLINE, message="the three items")
             arm.set()
-            wait_for(lambda: len(_tasks.marks(marks, "kill-0")) > allowed, timeout=120,
+            wait_for(lambda: len(_tasks.marks(marks, "kill-0")) > allowed, timeout=2 * DEADLINE,
                      message="the killer's last attempt")
             release.set()
-            summary = run.wait(timeout=180)
+            summary = run.wait(timeout=3 * DEADLINE)
         finally:
             release.set()
             run.cancel()
@@ -228,7 +230,7 @@ def test_a_future_lost_between_done_and_gather_costs_only_itself(farm, release, 
     try:
         release.set()
         wait_for(lambda: held and scheduler_states(farm, run.run_id).count("memory") == 4,
-                 timeout=60, message="every item to finish while the feeder is held")
+                 timeout=DEADLINE, message="every item to finish while the feeder is held")
         hold.set()
         results = sorted(x for x, _ in run)
     finally:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,7 +76,7 @@ class DaskProcesses:
                 assert self.scheduler.poll() is None, self.log("scheduler")
                 return None
 
-        info = wait_for(read_info, timeout=90, message="the scheduler to start")
+        info = wait_for(read_info, timeout=1.5 * DEADLINE, message="the scheduler to start")
         self.address = info["address"]
         self.dashboard_port = info["services"].get("dashboard", 0)
         return self.address
@@ -95,7 +95,7 @@ class DaskProcesses:
         """SIGKILL a worker's whole process group: no goodbye to the scheduler."""
         proc = self.workers.pop(name)
         _signal(proc, signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=DEADLINE / 2)
 
     def stop_worker(self, name: str) -> None:
         stop(self.workers.pop(name))

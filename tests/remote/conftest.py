@@ -7,6 +7,7 @@ import uuid
 import pytest
 from distributed import Client
 
+from tests.conftest import DEADLINE
 from tests.remote._procs import DaskProcesses, dask_env
 
 #: A module only some workers can import (it lives in a directory on their PYTHONPATH).
@@ -42,7 +43,8 @@ def remote(tmp_path_factory, ext_dir):
 
 
 def wait_for_workers(procs: DaskProcesses, n: int, security=None, timeout: float = 90) -> None:
-    with Client(procs.address, security=security, timeout=30, set_as_default=False) as client:
+    with Client(procs.address, security=security, timeout=DEADLINE / 2,
+                set_as_default=False) as client:
         try:
             client.wait_for_workers(n, timeout=timeout)
         except TimeoutError:
@@ -51,5 +53,6 @@ def wait_for_workers(procs: DaskProcesses, n: int, security=None, timeout: float
 
 
 def worker_names(procs: DaskProcesses, security=None) -> set[str]:
-    with Client(procs.address, security=security, timeout=30, set_as_default=False) as client:
+    with Client(procs.address, security=security, timeout=DEADLINE / 2,
+                set_as_default=False) as client:
         return {str(w["name"]) for w in client.scheduler_info(n_workers=-1)["workers"].values()}

@@ -22,7 +22,7 @@ from daskfarm import (
     WorkerImportError,
     WorkerVersionError,
 )
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 from tests.remote import _tasks
 from tests.remote._procs import DaskProcesses, dask_env
 from tests.remote.conftest import EXT_MODULE, worker_names
@@ -44,11 +44,11 @@ def run_tasks_on_scheduler(farm) -> int:
 def kill_and_replace(farm, remote, victim: str, newcomer: str):
     """SIGKILL ``victim`` while it runs items, start ``newcomer``; (the items it had, its proc)."""
     address = addresses_by_name(farm)[victim]
-    running = wait_for(lambda: farm.client.processing([address])[address], timeout=60,
+    running = wait_for(lambda: farm.client.processing([address])[address], timeout=DEADLINE,
                        message=f"{victim} to be running items")
     remote.kill_worker(victim)
     proc = remote.start_worker(newcomer)
-    wait_for(lambda: newcomer in addresses_by_name(farm), timeout=90,
+    wait_for(lambda: newcomer in addresses_by_name(farm), timeout=1.5 * DEADLINE,
              message="the new worker to join")
     return running, proc
 
@@ -67,7 +67,7 @@ def test_map_on_a_remote_scheduler_serves_the_panel_and_leaves_the_cluster_runni
         base, _, token = farm.panel_link.partition("?token=")
         assert base == f"http://127.0.0.1:{remote.dashboard_port}/farm"
         assert token == remote.token  # the preload's DASKFARM_TOKEN
-        with urllib.request.urlopen(farm.panel_link, timeout=60) as page:
+        with urllib.request.urlopen(farm.panel_link, timeout=DEADLINE) as page:
             assert page.status == 200
             assert b"bokeh" in page.read().lower()
     print(f"remote tcp: Farm(address) to first result {first:.2f} s")
@@ -86,7 +86,7 @@ def test_a_worker_killed_and_another_started_mid_run_lose_no_item(remote, tmp_pa
             results.append(result)
             if len(results) == 6:
                 killed_with, replacement = kill_and_replace(farm, remote, "w1", "w3")
-        summary = run.wait(timeout=120)
+        summary = run.wait(timeout=2 * DEADLINE)
     assert killed_with  # items were in flight on the killed worker
     assert (summary.done, summary.failed, summary.cancelled) == (n, 0, 0)
     assert sorted(x for x, _ in results) == list(range(n))
@@ -112,7 +112,7 @@ def test_a_worker_retired_mid_run_as_at_walltime_loses_no_item(remote, tmp_path)
                 name = sorted(addresses_by_name(farm))[0]
                 retire(farm, remote, name)
                 remote.start_worker(f"{name}-next")
-        summary = run.wait(timeout=120)
+        summary = run.wait(timeout=2 * DEADLINE)
     assert (summary.done, summary.failed, summary.cancelled) == (n, 0, 0)
     with DataManager(tmp_path / "s", readonly=True) as dm:
         assert len(dm) == n
@@ -121,10 +121,10 @@ def test_a_worker_retired_mid_run_as_at_walltime_loses_no_item(remote, tmp_path)
 
 def retire(farm, remote, name: str) -> None:
     address = addresses_by_name(farm)[name]
-    wait_for(lambda: farm.client.processing([address])[address], timeout=60,
+    wait_for(lambda: farm.client.processing([address])[address], timeout=DEADLINE,
              message=f"{name} to be running items")
     farm.client.retire_workers([address], close_workers=True)
-    remote.workers.pop(name).wait(timeout=60)  # a worker without a nanny exits when closed
+    remote.workers.pop(name).wait(timeout=DEADLINE)  # a worker without a nanny exits when closed
 
 
 def test_preflight_names_the_worker_that_cannot_import_the_task_module(remote, ext_dir,
@@ -134,7 +134,7 @@ def test_preflight_names_the_worker_that_cannot_import_the_task_module(remote, e
     remote.start_worker("bad", env=dask_env())  # its PYTHONPATH lacks ext_dir
     try:
         with Farm(remote.address) as farm:
-            bad = wait_for(lambda: addresses_by_name(farm).get("bad"), timeout=90,
+            bad = wait_for(lambda: addresses_by_name(farm).get("bad"), timeout=1.5 * DEADLINE,
                            message="the worker without the module to join")
             with pytest.raises(WorkerImportError, match=EXT_MODULE) as info:
                 farm.map(ext.triple, range(10), progress=False)
@@ -145,7 +145,7 @@ def test_preflight_names_the_worker_that_cannot_import_the_task_module(remote, e
     finally:
         remote.stop_worker("bad")
     with Farm(remote.address) as farm:
-        wait_for(lambda: "bad" not in addresses_by_name(farm), timeout=60,
+        wait_for(lambda: "bad" not in addresses_by_name(farm), timeout=DEADLINE,
                  message="the bad worker to leave")
         assert sorted(farm.map(ext.triple, range(5), progress=False)) == [0, 3, 6, 9, 12]
 

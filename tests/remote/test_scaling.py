@@ -6,7 +6,7 @@ import pytest
 from distributed import LocalCluster
 
 from daskfarm import Farm
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 from tests.remote import _tasks
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ def test_workers_added_mid_run_take_items():
             spans.append(result)
             if len(spans) == 1:
                 c.scale(3)
-                wait_for(lambda: len(c.scheduler_info["workers"]) == 3, timeout=90,
+                wait_for(lambda: len(c.scheduler_info["workers"]) == 3, timeout=1.5 * DEADLINE,
                          message="two more workers")
     # the run started with one worker's window, and then kept all three busy
     assert _tasks.most_at_once(spans[-30:]) == 3

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from daskfarm import DataManager, Farm
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 from tests.remote import _tasks
 from tests.remote._procs import ROOT
 
@@ -74,14 +74,14 @@ def slurm():
     previous = os.environ.get("SLURM_CONF")
     try:
         up = subprocess.run(["bash", str(TESTBED), "up", str(directory)], capture_output=True,
-                            text=True, timeout=180)
+                            text=True, timeout=3 * DEADLINE)
         if up.returncode:
             _unavailable(f"slurm did not start: {up.stderr.strip()[-800:]}")
         os.environ["SLURM_CONF"] = str(directory / "slurm.conf")  # sbatch/squeue/scancel
         yield directory
     finally:
         subprocess.run(["bash", str(TESTBED), "down", str(directory)], capture_output=True,
-                       timeout=180)
+                       timeout=3 * DEADLINE)
         if previous is None:
             os.environ.pop("SLURM_CONF", None)
         else:
@@ -91,7 +91,7 @@ def slurm():
 
 def squeue() -> list[str]:
     out = subprocess.run(["squeue", "-h", "-o", "%i %j %T"], capture_output=True, text=True,
-                         timeout=30, check=True).stdout
+                         timeout=DEADLINE / 2, check=True).stdout
     return [line for line in out.splitlines() if line.strip()]
 
 
@@ -111,13 +111,13 @@ def cancel_and_replace(farm, cluster):
     victim_name = next(iter(cluster.workers))
     job_id = cluster.workers[victim_name].job_id
     victim = names_to_address(farm)[victim_name]
-    in_flight = wait_for(lambda: farm.client.processing([victim])[victim], timeout=60,
+    in_flight = wait_for(lambda: farm.client.processing([victim])[victim], timeout=DEADLINE,
                          message="the victim to run items")
-    subprocess.run(["scancel", job_id], timeout=30, check=True)
+    subprocess.run(["scancel", job_id], timeout=DEADLINE / 2, check=True)
     before = set(names_to_address(farm))
     cluster.scale(jobs=3)  # a new job, while the cancelled one goes away
     new_name = wait_for(lambda: next(iter(set(names_to_address(farm)) - before), None),
-                        timeout=120, message="the new job's worker to join")
+                        timeout=2 * DEADLINE, message="the new job's worker to join")
     return victim_name, in_flight, farm.client.run(os.getpid,
                                                    workers=[names_to_address(farm)[new_name]])
 
@@ -134,7 +134,7 @@ def test_a_sweep_on_slurmcluster_survives_a_cancelled_worker_job(slurm, tmp_path
         scaled = time.perf_counter()
         cluster.scale(jobs=2)
         with Farm(cluster) as farm:
-            farm.client.wait_for_workers(2, timeout=120)
+            farm.client.wait_for_workers(2, timeout=2 * DEADLINE)
             run = farm.map(_tasks.where, range(n), batch_size=2, store=str(store),
                            progress=False)
             results, in_flight = [], None
@@ -144,7 +144,7 @@ def test_a_sweep_on_slurmcluster_survives_a_cancelled_worker_job(slurm, tmp_path
                 results.append(result)
                 if len(results) == 6:
                     victim_name, in_flight, new_pid = cancel_and_replace(farm, cluster)
-            summary = run.wait(timeout=180)
+            summary = run.wait(timeout=3 * DEADLINE)
             assert victim_name not in names_to_address(farm)  # the cancelled job is gone
         assert in_flight  # items were running on the job that was cancelled
         assert (summary.done, summary.failed, summary.cancelled) == (n, 0, 0)
@@ -157,7 +157,7 @@ def test_a_sweep_on_slurmcluster_survives_a_cancelled_worker_job(slurm, tmp_path
         assert all(len(dm.get_all(key)) == 1 for key in dm.keys())
         assert sorted(x for x, _ in dm.values()) == list(range(n))
     wait_for(lambda: not [j for j in squeue() if "dask-worker" in j or "daskfarm-test" in j],
-             timeout=30, message="the worker jobs to leave the queue")
+             timeout=DEADLINE / 2, message="the worker jobs to leave the queue")
 
 
 def test_the_sbatch_recipe_runs_a_sweep_into_a_store(slurm, tmp_path):
@@ -171,13 +171,13 @@ def test_the_sbatch_recipe_runs_a_sweep_into_a_store(slurm, tmp_path):
     submitted = subprocess.run(
         ["sbatch", "--parsable", "--ntasks=3", "--output", str(tmp_path / "job-%j.out"),
          str(ROOT / "deploy" / "slurm" / "farm.sbatch")],
-        capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+        capture_output=True, text=True, env=env, timeout=DEADLINE, cwd=tmp_path)
     assert submitted.returncode == 0, submitted.stderr
     job = submitted.stdout.strip().split(";")[0]
 
     def finished():
         out = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True,
-                             timeout=30).stdout
+                             timeout=DEADLINE / 2).stdout
         state = out.split("JobState=", 1)[1].split()[0] if "JobState=" in out else "?"
         return state if state not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING") \
             else None
@@ -209,4 +209,5 @@ def test_the_jobqueue_recipe_runs_its_sweep(slurm, tmp_path):
           + next(line for line in done.stdout.splitlines() if line.startswith("first result")))
     with DataManager(tmp_path / "store", readonly=True) as dm:
         assert len(dm) == 12
-    wait_for(lambda: not squeue(), timeout=30, message="the recipe's jobs to leave the queue")
+    wait_for(lambda: not squeue(), timeout=DEADLINE / 2,
+             message="the recipe's jobs to leave the queue")

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from daskfarm import DataManager
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 from tests.remote._procs import ROOT, stop
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def sshd(tmp_path_factory):
     d = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "client_key"):
         subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
-                       check=True, timeout=30)
+                       check=True, timeout=DEADLINE / 2)
     (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
     port = free_port()
     (d / "sshd_config").write_text(f"""\
@@ -67,7 +67,7 @@ LogLevel ERROR
         proc = subprocess.Popen([daemon, "-D", "-e", "-f", str(d / "sshd_config")],
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: accepts(port) or proc.poll() is not None, timeout=30,
+        wait_for(lambda: accepts(port) or proc.poll() is not None, timeout=DEADLINE / 2,
                  message="sshd to listen")
         assert proc.poll() is None, (d / "sshd.log").read_text()
         yield port, d / "client_key"

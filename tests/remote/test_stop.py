@@ -10,7 +10,7 @@ import pytest
 from distributed import Event
 
 from daskfarm import Farm
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE, wait_for
 from tests.faults import _tasks
 from tests.faults.test_tasks import busy_threads
 from tests.remote._procs import DaskProcesses
@@ -38,11 +38,11 @@ def test_a_remote_worker_is_restarted_by_its_nanny(nannied, tmp_path):
         try:
             task = functools.partial(_tasks.silent, event=release.name, directory=str(marks))
             stopped = farm.map(task, range(4), batch_size=1, buffersize=4, progress=False)
-            wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=60,
+            wait_for(lambda: len(_tasks.marks(marks)) == 2, timeout=DEADLINE,
                      message="two silent items")
             stopped.cancel(grace=0.5)
             assert stopped.done and stopped.status == "cancelled"
-            wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=90,
+            wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=1.5 * DEADLINE,
                      message="the restarted workers")
             assert busy_threads(farm) == 0
             names = {str(w["name"]) for w in
@@ -67,7 +67,7 @@ def test_a_timed_out_item_on_a_remote_worker_fails_alone(nannied):
             assert run.failures[0].exc_type == "daskfarm.exceptions.ItemTimeoutError"
         finally:
             release.set()
-        wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=90,
+        wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=1.5 * DEADLINE,
                  message="the restarted worker")
 
 

@@ -15,6 +15,7 @@ from distributed import Client
 from distributed.security import Security
 
 from daskfarm import DataManager, Farm, FarmConnectionError
+from tests.conftest import DEADLINE
 from tests.remote import _tasks
 from tests.remote._procs import ROOT
 
@@ -33,19 +34,19 @@ def tls_cluster(tmp_path_factory):
     env.pop("DASKFARM_TOKEN", None)
     try:
         started = subprocess.run(["bash", str(RECIPE / "start.sh"), str(run_dir)], env=env,
-                                 capture_output=True, text=True, timeout=120)
+                                 capture_output=True, text=True, timeout=2 * DEADLINE)
         assert started.returncode == 0, started.stderr
         info = json.loads((run_dir / "scheduler.json").read_text())
         security = Security(tls_ca_file=str(run_dir / "ca.pem"),
                             tls_client_cert=str(run_dir / "cert.pem"),
                             tls_client_key=str(run_dir / "key.pem"), require_encryption=True)
-        with Client(info["address"], security=security, timeout=30,
+        with Client(info["address"], security=security, timeout=DEADLINE / 2,
                     set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=120)
+            client.wait_for_workers(2, timeout=2 * DEADLINE)
         yield run_dir, info, security, started.stdout
     finally:
         stopped = subprocess.run(["bash", str(RECIPE / "stop.sh"), str(run_dir)],
-                                 capture_output=True, text=True, timeout=120)
+                                 capture_output=True, text=True, timeout=2 * DEADLINE)
         assert stopped.returncode == 0, stopped.stderr
         assert not list(run_dir.glob("*.pid"))
 
@@ -73,12 +74,13 @@ def test_farm_over_tls_maps_serves_the_panel_and_leaves_the_cluster(tls_cluster,
         assert len({pid for _, pid in results}) == 2
         link = farm.panel_link
         assert link.endswith(f"/farm?token={(run_dir / 'token').read_text().strip()}")
-        with urllib.request.urlopen(link, timeout=60) as page:
+        with urllib.request.urlopen(link, timeout=DEADLINE) as page:
             assert page.status == 200
     print(f"local recipe, tls: Farm(address) to first result {first:.2f} s")
     with DataManager(tmp_path / "s", readonly=True) as dm:
         assert len(dm) == 20
-    with Client(info["address"], security=security, timeout=30, set_as_default=False) as c:
+    with Client(info["address"], security=security, timeout=DEADLINE / 2,
+                set_as_default=False) as c:
         assert len(c.scheduler_info(n_workers=-1)["workers"]) == 2  # still running
 
 
@@ -96,7 +98,7 @@ def test_no_certificate_or_a_foreign_one_no_connection(tls_cluster):
 def daskfarm(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "daskfarm.cli", *args], capture_output=True,
-                          text=True, timeout=180, env=env)
+                          text=True, timeout=3 * DEADLINE, env=env)
 
 
 def test_the_command_runs_on_the_tls_cluster_and_prints_the_panel_link(tls_cluster, tmp_path):

@@ -15,6 +15,7 @@ from daskfarm._protocol import (
     SUMMARY_TOPIC,
 )
 from daskfarm.scheduler.plugin import FarmPlugin
+from tests.conftest import DEADLINE
 
 RUN = "sweep-0123456789ab"
 
@@ -122,7 +123,7 @@ async def test_the_worker_index_is_stable_and_does_not_grow_without_bound(c, s, 
     assert plugin._handle_worker_index(str(a.name)) in (0, 1)
 
 
-@gen_cluster(client=True, Worker=Nanny, nthreads=[("127.0.0.1", 1)] * 2, timeout=60)
+@gen_cluster(client=True, Worker=Nanny, nthreads=[("127.0.0.1", 1)] * 2, timeout=DEADLINE)
 async def test_a_hard_stop_restarts_the_worker_without_blaming_its_tasks(c, s, a, b):
     await _plugin(c, s)
     from distributed import Event

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import daskfarm.store
+from tests.conftest import DEADLINE
 
 ROOT = pathlib.Path(daskfarm.store.__file__).resolve().parents[2]
 
@@ -69,4 +70,4 @@ def procs():
     for p in started:
         if p.poll() is None:
             p.kill()
-        p.communicate(timeout=30)
+        p.communicate(timeout=DEADLINE / 2)

@@ -33,6 +33,7 @@ from daskfarm.store import DataManager, _commit, _format, _merge, manager, merge
 from daskfarm.store._log import Log
 from daskfarm.store._record import HOST
 from daskfarm.store.session import Session
+from tests.conftest import DEADLINE
 from tests.store._oldformat import Touch, write_v1_shard
 from tests.store.conftest import ROOT
 
@@ -257,7 +258,7 @@ def test_orphan_blobs_are_reported_and_temporary_files_not_merged(tmp_path):
     store = tmp_path / "store"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", KILLED_WRITER, str(store)], env=env, check=True,
-                   timeout=120)
+                   timeout=2 * DEADLINE)
     (orphan,) = store.glob("*.blobs")
     (orphan / ".00000001.1a2b3c4d.tmp").write_bytes(b"half")  # a write a kill cut short
     with DataManager(store) as dm, dm.session() as s:

@@ -15,6 +15,7 @@ from dask.base import tokenize
 
 from daskfarm.exceptions import FarmValueError
 from daskfarm.store import KEY_SCHEME, DataManager, item_key
+from tests.conftest import DEADLINE
 from tests.faults.conftest import env_with_repo
 
 #: A script's own dataclass, namedtuple, enum and plain class, all defined in ``__main__``:
@@ -47,7 +48,7 @@ print(tokenize("sim:1", items[0]))
 
 def run_script() -> tuple[list[str], str]:
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env_with_repo(), check=True,
-                         capture_output=True, text=True, timeout=120).stdout.splitlines()
+                         capture_output=True, text=True, timeout=2 * DEADLINE).stdout.splitlines()
     return out[0].split(), out[1]
 
 

@@ -11,6 +11,7 @@ import warnings
 
 from daskfarm.exceptions import CorruptShardWarning
 from daskfarm.store import DataManager
+from tests.conftest import DEADLINE
 from tests.store.conftest import finish, read_line, start_writer
 
 
@@ -68,10 +69,10 @@ def test_sigkilled_writer_leaves_a_readable_store(tmp_path, procs):
     procs.append(proc)
     committed = 0
     for _ in range(3):
-        committed = int(read_line(proc, timeout=60))
+        committed = int(read_line(proc, timeout=DEADLINE))
     time.sleep(random.random() * 0.05)
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    proc.communicate(timeout=DEADLINE / 2)
     assert proc.returncode == -signal.SIGKILL
     with DataManager(tmp_path) as dm, warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
