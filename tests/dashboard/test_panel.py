@@ -120,6 +120,17 @@ def test_task_and_run_columns():
     assert runs["eta"][0] > 0
 
 
+def test_a_stopping_run_says_when_its_hard_stop_comes():
+    plugin = fake_plugin(2)
+    run = next(iter(plugin.runs.values()))
+    plugin.log_event("daskfarm-run", {"op": "update", "run": run.run_id, "status": "stopping",
+                                      "grace_left": 4.2})
+    assert run_columns(plugin)["status"] == ["stopping: hard stop in 5 s"]
+    plugin.log_event("daskfarm-run", {"op": "update", "run": run.run_id, "status": "running",
+                                      "grace_left": None})
+    assert run_columns(plugin)["status"] == ["running"]
+
+
 def test_messages_are_rendered_as_text_only():
     page = FarmPage(fake_plugin(2), admin=True)
     doc = Document()
