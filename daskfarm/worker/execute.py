@@ -31,7 +31,8 @@ from daskfarm.worker import watchdog
 
 logger = logging.getLogger(__name__)
 
-OK, FAILED, CANCELLED = Outcome.OK, Outcome.FAILED, Outcome.CANCELLED
+# plain ints on the wire: an enum member would be pickled by reference with every item
+OK, FAILED, CANCELLED = int(Outcome.OK), int(Outcome.FAILED), int(Outcome.CANCELLED)
 
 
 @dataclass
