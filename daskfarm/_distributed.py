@@ -9,7 +9,6 @@ Worker code, scheduler code and client code all call in here; the module imports
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 from distributed.worker import get_worker, thread_state
@@ -189,15 +188,20 @@ def has_handler(name: str, dask_scheduler=None) -> bool:
     return name in dask_scheduler.handlers
 
 
-async def restart_worker(scheduler, address: str, *, reason: str, timeout: float = 30) -> str:
-    """Restart one worker process through its nanny, blaming none of its tasks.
+async def restart_worker(scheduler, address: str, *, reason: str, timeout: float = 1.0) -> str:
+    """Kill one worker process through its nanny, which starts a new one; blame none of its
+    tasks.
 
-    A worker that dies makes the scheduler count every task processing on it as
-    "suspicious", and a task that reaches ``distributed.scheduler.allowed-failures`` fails
-    with KilledWorker. This restart is ours (a hard stop), not the tasks' fault, so their
-    counts are lowered by one first: the removal raises them back to where they were.
-    Returns "OK", "no nanny" (nothing was done), "gone" or distributed's answer.
+    The nanny gives the process ``0.8 * timeout`` seconds to close, then kills it: a thread
+    stuck in a task does not hold it up for long (``Scheduler.restart_workers`` waits 4 s).
+    A worker that dies makes the scheduler count every task processing on it as "suspicious",
+    and a task that reaches ``distributed.scheduler.allowed-failures`` fails with KilledWorker;
+    this death is ours (a hard stop), not the tasks' fault, so their counts are lowered by one
+    first: the removal raises them back to where they were.
+    Returns "OK", "no nanny" (nothing was done) or "gone".
     """
+    from distributed.core import rpc
+
     ws = scheduler.workers.get(address)
     if ws is None:
         return "gone"
@@ -205,11 +209,9 @@ async def restart_worker(scheduler, address: str, *, reason: str, timeout: float
         return "no nanny"
     for ts in ws.processing:
         ts.suspicious -= 1
-    out = await scheduler.restart_workers(
-        [address], timeout=timeout, wait_for_workers=False, on_error="return",
-        stimulus_id=f"daskfarm-{reason.replace(' ', '-')}-{time.time()}",
-    )
-    return str(out.get(address, "OK"))
+    async with rpc(ws.nanny, connection_args=scheduler.connection_args) as nanny:
+        await nanny.kill(timeout=timeout, reason=f"daskfarm-{reason.replace(' ', '-')}")
+    return "OK"
 
 
 # -- client side -------------------------------------------------------------------------
