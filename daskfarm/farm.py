@@ -88,6 +88,11 @@ class Farm:
     Workers may leave at any time (walltime, scale-down, a crash): Dask runs their unfinished
     tasks elsewhere, and each item is still stored once.
 
+    While open, a Farm is the default Dask client, as ``Client()`` is: ``dask.compute``,
+    ``distributed.as_completed`` and ``get_client()`` use its cluster. Inside
+    ``with Farm() as farm:`` it wins over an enclosing ``with Client():``; when it closes, the
+    previous default client is the default again.
+
     Examples
     --------
     >>> from daskfarm import Farm
@@ -118,6 +123,7 @@ class Farm:
         self._engines: dict[str, tuple] = {}  # run id -> (RunState, Feeder)
         self._owned_stores: list = []
         self._panel_path: str | None = None
+        self._current_tokens: list = []  # one per `with` block (Farm.__enter__)
         self._conn = connect(address, n_workers=n_workers, threads_per_worker=threads_per_worker,
                              processes=processes, security=security, dashboard=dashboard,
                              timeout=timeout, cluster_kwargs=cluster_kwargs)
@@ -133,6 +139,9 @@ class Farm:
             raise
         self._closed = False
         self._previous_sigterm = catch_sigterm()
+        # the default client while open, as Client() is: dask.compute, as_completed and
+        # get_client() use the farm's workers; the previous default returns at close
+        self._default_handle = _distributed.push_default_client(self.client)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -414,6 +423,9 @@ class Farm:
                 self.client.unsubscribe_topic(topic)
             except Exception:
                 pass
+        while self._current_tokens:
+            _distributed.reset_current_client(self._current_tokens.pop())
+        _distributed.pop_default_client(self.client, self._default_handle)
         for dm in self._owned_stores:
             try:
                 dm.close()
@@ -425,6 +437,8 @@ class Farm:
 
     def __enter__(self) -> Farm:
         self._check_open()
+        # as `with Client():` does: inside the block the farm wins over an enclosing client
+        self._current_tokens.append(_distributed.set_current_client(self.client))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

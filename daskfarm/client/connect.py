@@ -20,6 +20,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from daskfarm import config
+from daskfarm.client.guard import check_main_guard
 from daskfarm.exceptions import (
     FarmConnectionError,
     FarmValueError,
@@ -112,6 +113,7 @@ def connect(address: Any, *, n_workers: int | None = None, threads_per_worker: i
 def _start_local(n_workers, threads_per_worker, processes, security, dashboard,
                  cluster_kwargs) -> Connection:
     n = resolve_n_workers(n_workers)
+    check_main_guard(processes=bool(processes))  # one clear error, not a flood per worker
     kwargs = {
         "n_workers": n,
         "threads_per_worker": threads_per_worker,
