@@ -449,6 +449,11 @@ class Farm:
             warnings.warn("unclosed Farm: use `with Farm() as farm:` or call farm.close()",
                           ResourceWarning, stacklevel=1)
 
+    def _repr_html_(self) -> str:
+        from daskfarm.client.html import farm_html
+
+        return farm_html(self, cluster=self._conn.cluster, closed=self._closed)
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._runs)} runs"
         return f"<Farm {self.client.scheduler.address if not self._closed else ''} {state}>"
