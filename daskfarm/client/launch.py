@@ -56,7 +56,7 @@ def start_run(farm: Any, task: Any, items: Any, opts: MapOptions) -> tuple[Run, 
                      input_open=items is None)
     bar = TerminalBar(short, total) if want_bar(opts.progress) else None
     status = StatusPublisher(run_id, state, client=farm.client, plugin=farm._plugin, bar=bar,
-                             has_plot=opts.plot is not None)
+                             has_plot=opts.plot.labels() if opts.plot is not None else False)
     fixed = None if opts.batch_size == "auto" else opts.batch_size
     feeder = Feeder(run_id, state, client=farm.client, source=ItemSource(items, state),
                     resume=resume, session=session, spec_bytes=spec_bytes,
