@@ -275,8 +275,10 @@ class Farm:
             Skip items whose result is already in ``store``.
         initargs, initkwds : optional
             Constructor arguments of a class task.
-        plot : callable, optional
-            ``plot(item, result) -> (x, y)``, drawn live in the panel.
+        plot : callable, Plot or mapping, optional
+            ``plot(item, result) -> (x, y)``, drawn live in the panel; with axis labels and a
+            title, ``Plot(xy, x="k", y="amplitude", title=...)`` or the same as a mapping,
+            ``{"xy": xy, "x": "k", "y": "amplitude"}`` (see :class:`~daskfarm.client.plot.Plot`).
         timeout : float or str, optional
             Seconds (or a string such as ``"10 minutes"``) an item may run, counted from its
             start on a worker; an item that runs longer fails with
