@@ -52,7 +52,7 @@ def test_farm_card_shows_cluster_workers_links_and_runs(farm):
     assert f'href="{farm.dashboard_link}"' in card
     assert farm.panel_link.split("?")[0] in card
     assert "squares &lt;b&gt;" in card and "<b>" not in card  # user text is escaped
-    assert "finished: 5 / 5 finished" in text
+    assert "finished: 5 / 5 items (done 5, failed 0, skipped 0)" in text
 
 
 def test_a_closed_farm_card_says_so():
@@ -89,7 +89,7 @@ def test_endless_run_card_shows_count_rate_elapsed_not_percent(farm, release):
     assert well_formed(card)
     text = text_of(card)
     assert "Items: endless" in text
-    assert re.search(r"\d+ items, [\d.e+-]+/s, [\d.]+ \w+", text), text
+    assert re.search(r"\d+ finished, [\d.e+-]+/s, [\d.]+ \w+", text), text
     assert "%" not in text and "width:" not in card.split("max-width")[1].split("</div>")[0]
     run.cancel(grace=0)
     release.set()

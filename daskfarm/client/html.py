@@ -76,11 +76,11 @@ def progress_bar(fraction: float | None, label: str) -> str:
     """
     fill = "" if fraction is None else (
         f'<div style="width: {100 * min(1.0, max(0.0, fraction)):.1f}%; height: 100%; '
-        'background-color: #1c64f2;"></div>')
+        'background-color: #6fa8dc;"></div>')
     return ('<div style="position: relative; width: 100%; max-width: 480px; height: 18px; '
             'border: 1px solid #9d9d9d; border-radius: 3px; background-color: #f3f3f3;">'
             f'{fill}<div style="position: absolute; top: 0; left: 6px; font-size: 12px; '
-            f'line-height: 18px;">{_esc(label)}</div></div>')
+            f'line-height: 18px; color: #222;">{_esc(label)}</div></div>')
 
 
 def run_figures(run: Any) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def run_html(run: Any) -> str:
     if f["total"]:
         label = f"{f['finished']} / {f['total']} ({100 * f['fraction']:.0f}%)"
     else:  # endless: a percentage would be made up
-        label = f"{f['finished']} items, {f['rate']:.3g}/s, {format_time(f['elapsed'])}"
+        label = f"{f['finished']} finished, {f['rate']:.3g}/s, {format_time(f['elapsed'])}"
     cells = [
         ("Status", _esc(f["status"])),
         ("Items", _esc(f["total"] if f["total"] else "endless (no total known)")),
@@ -177,6 +177,6 @@ def _run_line(run: Any) -> str:
     c = f["counts"]
     of = f" / {f['total']}" if f["total"] else ""
     return (f"<strong>{_esc(run.name)}</strong> {_esc(f['status'])}: "
-            f"{_esc(f['finished'])}{_esc(of)} finished (done {_esc(c['done'])}, failed "
+            f"{_esc(f['finished'])}{_esc(of)} items (done {_esc(c['done'])}, failed "
             f"{_esc(c['failed'])}, skipped {_esc(c['skipped'])}), running {_esc(c['running'])}, "
             f"{_esc(format_time(f['elapsed']))}")
