@@ -16,8 +16,9 @@ The control token comes from the ``DASKFARM_TOKEN`` environment variable or the
 accepts cross-site origins only from the dashboard's own host:port; a proxy that serves it
 under another host adds ``host:port`` entries to ``daskfarm.allow-websocket-origin``.
 
-Modules: ``panel`` (the page, its tables), ``plots`` (live plots), ``controls`` (admin-only
-buttons), ``_mount`` (every use of distributed.dashboard and Bokeh-server internals).
+Modules: ``panel`` (the page, its tables), ``templates`` (their HTML cells), ``plots`` (live
+plots), ``controls`` (admin-only buttons), ``_mount`` (every use of distributed.dashboard and
+Bokeh-server internals).
 """
 
 from __future__ import annotations

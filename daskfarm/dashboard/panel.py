@@ -12,7 +12,8 @@ Every refresh runs on the scheduler's event loop, so it must stay cheap with 1,0
 tasks: the table columns are built once per refresh period and shared by all open sessions,
 and a session sends only the columns that changed (one widget per task costs seconds per
 tick at 200 rows, measured with bench/panel.py). Task messages are untrusted text: they go
-through ``StringFormatter`` only; the HTML templates below read nothing but numbers.
+through ``StringFormatter`` only; the HTML templates (``templates.py``) read nothing but
+numbers.
 """
 
 from __future__ import annotations
@@ -42,8 +43,14 @@ from daskfarm.dashboard._mount import (
     add_periodic_callback,
     dress,
     task_executing,
+    theme,
 )
 from daskfarm.dashboard.plots import Plots
+from daskfarm.dashboard.templates import (
+    BAR_TEMPLATE,
+    DURATION_TEMPLATE,
+    RUN_PROGRESS_TEMPLATE,
+)
 from daskfarm.scheduler.state import TaskRow
 
 logger = logging.getLogger(__name__)
@@ -52,35 +59,6 @@ logger = logging.getLogger(__name__)
 REFRESH_MS = 500
 #: seconds for which one computation of the table columns serves every session
 SHARED_FOR = 0.2
-
-# Numbers only: Number() coerces whatever the cell holds, so no text from a task can reach
-# the HTML. Anything that is not a finite number renders as an empty cell.
-BAR_TEMPLATE = (
-    "<% var p = Number(value); if (isFinite(p)) { var w = Math.max(0, Math.min(100, 100 * p)); %>"
-    '<div class="farm-bar" style="position:relative;height:14px;margin-top:4px;'
-    'background:#e4e4e4;border-radius:3px;overflow:hidden">'
-    '<div style="height:100%;width:<%= w.toFixed(1) %>%;background:#6fa8dc"></div>'
-    '<span style="position:absolute;top:0;left:0;right:0;text-align:center;font-size:11px;'
-    'line-height:14px;color:#222"><%= Math.floor(w) %>%</span></div><% } %>'
-)
-# A run's progress cell: the bar when its total is known; an endless run has no fraction to
-# show, so the cell says how many items are finished, at what rate and for how long
-# (numbers only, as above: it reads the row's numeric columns total, finished, rate, elapsed).
-RUN_PROGRESS_TEMPLATE = (
-    "<% var t = Number(total); if (isFinite(t) && t > 0) { %>" + BAR_TEMPLATE + "<% } else {"
-    " var n = Number(finished), r = Number(rate), s = Math.round(Number(elapsed));"
-    " if (isFinite(n) && isFinite(r) && isFinite(s)) {"
-    " var h = Math.floor(s / 3600), m = Math.floor(s % 3600 / 60), q = s % 60; %>"
-    '<span class="farm-endless"><%= n.toLocaleString("en-US") %> finished, '
-    "<%= r.toFixed(r < 10 ? 2 : 1) %>/s, "
-    "<%= (h ? h + ':' + (m < 10 ? '0' : '') : '') + m + ':' + (q < 10 ? '0' : '') + q %>"
-    "</span><% } } %>"
-)
-DURATION_TEMPLATE = (
-    "<% var s = Math.round(Number(value)); if (isFinite(s) && s >= 0) {"
-    " var h = Math.floor(s / 3600), m = Math.floor(s % 3600 / 60), r = s % 60; %>"
-    "<%= (h ? h + ':' + (m < 10 ? '0' : '') : '') + m + ':' + (r < 10 ? '0' : '') + r %><% } %>"
-)
 
 TASK_FIELDS = ("id", "run", "item", "taskname", "worker", "process", "frac", "elapsed",
                "remaining", "msg")
@@ -405,14 +383,18 @@ class FarmPage(DashboardComponent):
             self.summary.text = text
 
 
-def farm_doc(plugin: Any, mount: Any, doc: Any) -> None:
-    """Build one session's ``/farm`` document (the Bokeh ``FunctionHandler`` target)."""
+def _add_page(plugin: Any, mount: Any, doc: Any) -> None:
     from daskfarm.dashboard.controls import is_admin
 
+    page = FarmPage(plugin, mount, admin=is_admin(plugin, doc))
+    add_periodic_callback(doc, page, REFRESH_MS)
+    doc.add_root(page.root)
+
+
+def farm_doc(plugin: Any, mount: Any, doc: Any) -> None:
+    """Build one session's ``/farm`` document (the Bokeh ``FunctionHandler`` target)."""
     with log_errors():
-        page = FarmPage(plugin, mount, admin=is_admin(plugin, doc))
-        add_periodic_callback(doc, page, REFRESH_MS)
-        doc.add_root(page.root)
+        _add_page(plugin, mount, doc)
         dress(doc, mount.scheduler, mount.prefix, "Dask: Farm")
 
 
@@ -422,12 +404,7 @@ def individual_doc(plugin: Any, mount: Any, doc: Any) -> None:
     Like Dask's own individual plots it has the dashboard's theme and no navigation bar;
     opened without the token (as JupyterLab opens it), it is read-only.
     """
-    from daskfarm.dashboard._mount import theme
-    from daskfarm.dashboard.controls import is_admin
-
     with log_errors():
-        page = FarmPage(plugin, mount, admin=is_admin(plugin, doc))
-        add_periodic_callback(doc, page, REFRESH_MS)
-        doc.add_root(page.root)
+        _add_page(plugin, mount, doc)
         doc.title = "Dask: Farm"
         theme(doc)

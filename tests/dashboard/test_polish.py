@@ -6,8 +6,9 @@ import pytest
 
 from daskfarm import Farm
 from daskfarm.client.plot import Plot
-from daskfarm.dashboard.panel import RUN_PROGRESS_TEMPLATE, run_columns, task_columns
+from daskfarm.dashboard.panel import run_columns, task_columns
 from daskfarm.dashboard.plots import RunPlot
+from daskfarm.dashboard.templates import RUN_PROGRESS_TEMPLATE
 from daskfarm.exceptions import FarmTypeError
 from daskfarm.scheduler.state import RunRecord
 from tests._tasks import reports_until_released, square
