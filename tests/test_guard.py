@@ -79,3 +79,16 @@ def test_a_guarded_or_threaded_script_runs(tmp_path, body):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[0, 1, 4]"
     assert "FarmStateError" not in proc.stderr
+
+
+def test_a_module_run_with_dash_m_is_checked_too(tmp_path):
+    (tmp_path / "sweepmod.py").write_text(TASK + textwrap.dedent("""
+    with Farm(n_workers=1, dashboard=False) as farm:
+        print(sorted(farm.map(square, range(3), progress=False)))
+    """))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    proc = subprocess.run([sys.executable, "-m", "sweepmod"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "FarmStateError: sweepmod.py, line " in proc.stderr
+    assert "Nanny failed" not in proc.stderr
