@@ -72,6 +72,8 @@ def test_run_card_has_status_counts_bar_and_eta(farm, release):
     assert "Run: gated" in text and "Status: running" in text
     assert "/ 4 (" in text and "%)" in text
     assert "Items: 4" in text
+    wait_for(lambda: run.progress > 0, message="reported progress")
+    assert re.search(r"ETA: [\d.]+ \w+", text_of(run._repr_html_()))  # time left, from it
     release.set()
     run.wait(timeout=60)
     card = run._repr_html_()
