@@ -36,6 +36,7 @@ _WHERE = {
     "ItemTimeoutError": "daskfarm.exceptions",
     "MergeReport": "daskfarm.store",
     "MissingExtraError": "daskfarm.exceptions",
+    "Plot": "daskfarm.client.plot",
     "Record": "daskfarm.store",
     "Reporter": "daskfarm.worker.reporter",
     "Run": "daskfarm.run",
@@ -78,7 +79,9 @@ def __dir__() -> list[str]:
 
 
 if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from daskfarm.client.plot import Plot
     from daskfarm.compat import (
+        AppRunner,
         Signal,
         SignalSpy,
         WorkerController,
@@ -87,6 +90,7 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         time_rep,
     )
     from daskfarm.exceptions import (
+        AppMethodError,
         CorruptShardWarning,
         FarmClosedError,
         FarmConnectionError,
@@ -135,6 +139,7 @@ __all__ = [
     "ItemTimeoutError",
     "MergeReport",
     "MissingExtraError",
+    "Plot",
     "Record",
     "Reporter",
     "Run",

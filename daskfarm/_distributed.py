@@ -25,12 +25,16 @@ __all__ = [
     "has_handler",
     "log_worker_event",
     "periodic",
+    "pop_default_client",
     "processing_on",
+    "push_default_client",
+    "reset_current_client",
     "restart_worker",
     "run_keys",
     "scheduler_id",
     "scheduler_rpc",
     "send_to_worker",
+    "set_current_client",
     "wire_key",
     "worker_threads",
 ]
@@ -235,3 +239,46 @@ def adaptive_maximum(cluster) -> int | None:
     if isinstance(maximum, (int, float)) and 0 < maximum < math.inf:
         return int(maximum)
     return None
+
+
+def push_default_client(client) -> int:
+    """Make ``client`` the default Dask client (as ``Client()`` is); return a handle.
+
+    Relies on ``distributed.client._global_clients`` (index -> client; the highest live index
+    is the default) and ``_global_client_index``. The entry is added directly, not through
+    ``_set_global_client``, which would also flip a borrowed client's ``_set_as_default``.
+    """
+    from distributed import client as _client
+
+    handle = _client._global_client_index[0]
+    _client._global_clients[handle] = client
+    _client._global_client_index[0] += 1
+    return handle
+
+
+def pop_default_client(client, handle: int) -> None:
+    """Undo :func:`push_default_client`: the previous default is the default again."""
+    from distributed import client as _client
+
+    if _client._global_clients.get(handle) is client:
+        del _client._global_clients[handle]
+
+
+def set_current_client(client) -> Any:
+    """Make ``client`` the current one in this context, as ``with Client():`` does.
+
+    Relies on ``distributed.client._current_client`` (a ContextVar that wins over the
+    global default); returns the token for :func:`reset_current_client`.
+    """
+    from distributed import client as _client
+
+    return _client._current_client.set(client)
+
+
+def reset_current_client(token: Any) -> None:
+    from distributed import client as _client
+
+    try:
+        _client._current_client.reset(token)
+    except ValueError:  # entered in another context (thread): nothing of ours to undo here
+        pass

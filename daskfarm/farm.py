@@ -17,7 +17,7 @@ from daskfarm._protocol import (
     Control,
     Star,
 )
-from daskfarm.client.connect import connect
+from daskfarm.client.connect import capacity, connect
 from daskfarm.client.launch import end_run, start_run
 from daskfarm.client.options import MapOptions
 from daskfarm.client.preflight import preflight
@@ -88,6 +88,11 @@ class Farm:
     Workers may leave at any time (walltime, scale-down, a crash): Dask runs their unfinished
     tasks elsewhere, and each item is still stored once.
 
+    While open, a Farm is the default Dask client, as ``Client()`` is: ``dask.compute``,
+    ``distributed.as_completed`` and ``get_client()`` use its cluster. Inside
+    ``with Farm() as farm:`` it wins over an enclosing ``with Client():``; when it closes, the
+    previous default client is the default again.
+
     Examples
     --------
     >>> from daskfarm import Farm
@@ -118,6 +123,7 @@ class Farm:
         self._engines: dict[str, tuple] = {}  # run id -> (RunState, Feeder)
         self._owned_stores: list = []
         self._panel_path: str | None = None
+        self._current_tokens: list = []  # one per `with` block (Farm.__enter__)
         self._conn = connect(address, n_workers=n_workers, threads_per_worker=threads_per_worker,
                              processes=processes, security=security, dashboard=dashboard,
                              timeout=timeout, cluster_kwargs=cluster_kwargs)
@@ -133,6 +139,9 @@ class Farm:
             raise
         self._closed = False
         self._previous_sigterm = catch_sigterm()
+        # the default client while open, as Client() is: dask.compute, as_completed and
+        # get_client() use the farm's workers; the previous default returns at close
+        self._default_handle = _distributed.push_default_client(self.client)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -266,8 +275,10 @@ class Farm:
             Skip items whose result is already in ``store``.
         initargs, initkwds : optional
             Constructor arguments of a class task.
-        plot : callable, optional
-            ``plot(item, result) -> (x, y)``, drawn live in the panel.
+        plot : callable, Plot or mapping, optional
+            ``plot(item, result) -> (x, y)``, drawn live in the panel; with axis labels and a
+            title, ``Plot(xy, x="k", y="amplitude", title=...)`` or the same as a mapping,
+            ``{"xy": xy, "x": "k", "y": "amplitude"}`` (see :class:`~daskfarm.client.plot.Plot`).
         timeout : float or str, optional
             Seconds (or a string such as ``"10 minutes"``) an item may run, counted from its
             start on a worker; an item that runs longer fails with
@@ -326,32 +337,8 @@ class Farm:
         return run
 
     def _capacity(self) -> int:
-        """Worker threads to size a run's in-flight window for.
-
-        The threads connected now; for a cluster with ``adapt()``, at least its maximum, so that
-        its scheduler sees enough queued work to scale up (a window sized to the workers of
-        the moment would keep an adaptive cluster at its minimum).
-        """
-        try:
-            threads = self.client.nthreads()
-        except Exception:  # a closing client: the run is ending anyway
-            return 1
-        total = max(1, sum(threads.values()))
-        maximum = _distributed.adaptive_maximum(self._conn.cluster)
-        if maximum is not None:
-            total = max(total, maximum * max(threads.values(), default=1))
-        return total
-
-    def _open_store(self, store: Any):
-        if store is None:
-            return None
-        from daskfarm.store import DataManager
-
-        if isinstance(store, DataManager):
-            return store
-        dm = DataManager(store)
-        self._owned_stores.append(dm)
-        return dm
+        """Worker threads to size a run's in-flight window for (see client.connect.capacity)."""
+        return capacity(self.client, self._conn.cluster)
 
     def _end_run(self, run_id: str, session: Any) -> None:
         """Called by the feeder as the run ends: close its shard and the workers' copies."""
@@ -414,6 +401,9 @@ class Farm:
                 self.client.unsubscribe_topic(topic)
             except Exception:
                 pass
+        while self._current_tokens:
+            _distributed.reset_current_client(self._current_tokens.pop())
+        _distributed.pop_default_client(self.client, self._default_handle)
         for dm in self._owned_stores:
             try:
                 dm.close()
@@ -425,6 +415,8 @@ class Farm:
 
     def __enter__(self) -> Farm:
         self._check_open()
+        # as `with Client():` does: inside the block the farm wins over an enclosing client
+        self._current_tokens.append(_distributed.set_current_client(self.client))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -434,6 +426,11 @@ class Farm:
         if not getattr(self, "_closed", True):
             warnings.warn("unclosed Farm: use `with Farm() as farm:` or call farm.close()",
                           ResourceWarning, stacklevel=1)
+
+    def _repr_html_(self) -> str:
+        from daskfarm.client.html import farm_html
+
+        return farm_html(self, cluster=self._conn.cluster, closed=self._closed)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._runs)} runs"

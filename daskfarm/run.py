@@ -279,6 +279,11 @@ class Run:
         """The counts and elapsed time so far (final once the run is done)."""
         return RunSummary(**self._state.summary_fields())
 
+    def _repr_html_(self) -> str:
+        from daskfarm.client.html import run_html
+
+        return run_html(self)
+
     def __repr__(self) -> str:
         c = self._state.summary_fields()
         return (f"<Run {self.name!r} {c['status']}: done {c['done']}, failed {c['failed']}, "

@@ -48,15 +48,16 @@ def main():
         print("Simulation control:", farm.panel_link)
         if not args.no_browser:
             webbrowser.open(farm.panel_link)
-        run = farm.map(how_many_spikes, weights(), name="how_many_spikes",
-                       plot=lambda weight, nspikes: (weight, nspikes), progress=False)
+        sweep = farm.map(how_many_spikes, weights(), name="how_many_spikes", progress=False,
+                         plot={"xy": lambda weight, nspikes: (weight, nspikes),
+                               "x": "weight (mV)", "y": "spike count"})
         start = time.monotonic()
-        for i, (weight, nspikes) in enumerate(run.pairs(), 1):
+        for i, (weight, nspikes) in enumerate(sweep.pairs(), 1):
             elapsed = time.monotonic() - start
             print(f"Computed {i} results, time taken: {int(elapsed)}s "
                   f"(weight {weight:.2f} mV: {nspikes} spikes)")
             if i >= args.results or elapsed > 60 * args.minutes:
-                run.cancel()  # what the panel's Terminate button does
+                sweep.cancel()  # what the panel's Terminate button does
                 break
         else:  # the endless run ended: Terminate was pressed in the panel
             print("Terminated simulation processes")

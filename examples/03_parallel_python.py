@@ -37,10 +37,10 @@ def main():
 
     excitatory_weight_range = np.linspace(0, 4, args.jobs)
     with Farm(args.address) as farm:
-        run = farm.map(howmanyspikes, excitatory_weight_range, ordered=True,
-                       name="howmanyspikes", progress=False)
-        numspikes = list(run)
-        summary = run.wait()
+        sweep = farm.map(howmanyspikes, excitatory_weight_range, ordered=True,
+                         name="howmanyspikes", progress=False)
+        numspikes = list(sweep)
+        summary = sweep.wait()
         workers = farm.client.nthreads()
 
     print(f"{'weight (mV)':>12}  {'spikes':>8}")

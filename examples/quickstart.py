@@ -43,8 +43,8 @@ if __name__ == "__main__":
 
     with Farm() as farm:
         print(f"Farm panel: {farm.panel_link}")
-        run = farm.map(task, grid, store=args.store, name="oscillate")
-        summary = run.wait()
+        sweep = farm.map(task, grid, store=args.store, name="oscillate")
+        summary = sweep.wait()
         print(f"{summary.done} computed, {summary.skipped} already stored, "
               f"{summary.failed} failed in {summary.elapsed:.1f} s")
 

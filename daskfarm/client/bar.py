@@ -2,16 +2,22 @@
 
 The bar draws the same per-run summary as the panel (done, failed, skipped and the running
 tasks' fractions), refreshed by the feeder about once a second; it never sees raw events.
+
+In a notebook kernel the bar is tqdm's widget when ipywidgets is installed
+(``pip install daskfarm[notebook]``) and tqdm's text bar otherwise. The choice is made here
+rather than by ``tqdm.auto``, which warns ("IProgress not found") in a kernel without
+ipywidgets: a missing optional widget is not something to warn about on every run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import Any
 
 from daskfarm._protocol import finished_count
 
-__all__ = ["TerminalBar", "want_bar"]
+__all__ = ["TerminalBar", "bar_class", "want_bar"]
 
 
 def _in_notebook() -> bool:
@@ -33,14 +39,40 @@ def want_bar(progress: Any) -> bool:
     return bool(progress)
 
 
+def _has_widgets() -> bool:
+    try:
+        return importlib.util.find_spec("ipywidgets") is not None
+    except (ImportError, ValueError):  # a stub in sys.modules, a broken install
+        return False
+
+
+def bar_class() -> tuple[type, bool]:
+    """The tqdm class to draw with, and whether it is the notebook widget.
+
+    Examples
+    --------
+    >>> cls, widget = bar_class()   # in a terminal (or a test): tqdm's text bar
+    >>> cls.__module__, widget
+    ('tqdm.std', False)
+    """
+    if _in_notebook() and _has_widgets():
+        from tqdm.notebook import tqdm as widget_tqdm
+
+        return widget_tqdm, True
+    from tqdm.std import tqdm as text_tqdm
+
+    return text_tqdm, False
+
+
 class TerminalBar:
-    """A tqdm bar (``tqdm.auto``: a widget in notebooks) for one run."""
+    """A tqdm bar for one run: a widget in notebooks with ipywidgets, text elsewhere."""
 
     def __init__(self, name: str, total: int | None, file: Any = None):
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(total=total, desc=name, unit="item", dynamic_ncols=True, file=file,
-                         mininterval=0.5, smoothing=0.1)
+        tqdm, widget = bar_class()
+        # a notebook's text output has no terminal width to follow: a fixed one reads well
+        width = {"ncols": 100} if _in_notebook() and not widget else {"dynamic_ncols": True}
+        self._bar = tqdm(total=total, desc=name, unit="item", file=file, mininterval=0.5,
+                         smoothing=0.1, **width)
 
     def update(self, state: Any) -> None:
         """Redraw from a :class:`~daskfarm.client.state.RunState`."""

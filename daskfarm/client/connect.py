@@ -19,7 +19,8 @@ from typing import Any
 import dask
 from distributed import Client, LocalCluster
 
-from daskfarm import config
+from daskfarm import _distributed, config
+from daskfarm.client.guard import check_main_guard
 from daskfarm.client.options import check_seconds
 from daskfarm.exceptions import (
     FarmConnectionError,
@@ -113,6 +114,7 @@ def connect(address: Any, *, n_workers: int | None = None, threads_per_worker: i
 def _start_local(n_workers, threads_per_worker, processes, security, dashboard,
                  cluster_kwargs) -> Connection:
     n = resolve_n_workers(n_workers)
+    check_main_guard(processes=bool(processes))  # one clear error, not a flood per worker
     kwargs = {
         "n_workers": n,
         "threads_per_worker": threads_per_worker,
@@ -198,3 +200,21 @@ def _client_for_address(address: str, security: Any, timeout: float) -> Client:
             f"{address!r} is not a scheduler address ({exc}); use 'tcp://host:8786' or "
             "'tls://host:8786' for the scheduler of a running `dask scheduler`"
         ) from exc
+
+
+def capacity(client: Client, cluster: Any) -> int:
+    """Worker threads to size a run's in-flight window for.
+
+    The threads connected now; for a cluster with ``adapt()``, at least its maximum, so that
+    its scheduler sees enough queued work to scale up (a window sized to the workers of the
+    moment would keep an adaptive cluster at its minimum).
+    """
+    try:
+        threads = client.nthreads()
+    except Exception:  # a closing client: the run is ending anyway
+        return 1
+    total = max(1, sum(threads.values()))
+    maximum = _distributed.adaptive_maximum(cluster)
+    if maximum is not None:
+        total = max(total, maximum * max(threads.values(), default=1))
+    return total

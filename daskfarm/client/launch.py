@@ -53,7 +53,7 @@ def start_run(farm: Any, task: Any, items: Any, opts: MapOptions) -> tuple[Run, 
     spec_bytes = execute.dumps_spec(spec)
     preflight(farm.client, spec_bytes, identity)
 
-    dm = farm._open_store(opts.store)
+    dm = open_store(opts.store, farm._owned_stores)
     session = resume = None
     if dm is not None:
         stored = dm.stored_keys() if opts.resume else None
@@ -69,7 +69,7 @@ def start_run(farm: Any, task: Any, items: Any, opts: MapOptions) -> tuple[Run, 
                      input_open=items is None)
     bar = TerminalBar(short, total) if want_bar(opts.progress) else None
     status = StatusPublisher(run_id, state, client=farm.client, plugin=farm._plugin, bar=bar,
-                             has_plot=opts.plot is not None)
+                             has_plot=opts.plot.labels() if opts.plot is not None else False)
     fixed = None if opts.batch_size == "auto" else opts.batch_size
     feeder = Feeder(run_id, state, client=farm.client, source=ItemSource(items, state),
                     resume=resume, session=session, spec_bytes=spec_bytes,
@@ -79,6 +79,19 @@ def start_run(farm: Any, task: Any, items: Any, opts: MapOptions) -> tuple[Run, 
     run = Run(run_id, state)
     run._join = feeder.join
     return run, state, feeder
+
+
+def open_store(store: Any, owned: list):
+    """The run's DataManager; one opened from a path is the Farm's to close (``owned``)."""
+    if store is None:
+        return None
+    from daskfarm.store import DataManager
+
+    if isinstance(store, DataManager):
+        return store
+    dm = DataManager(store)
+    owned.append(dm)
+    return dm
 
 
 def check_first_key(resume: ResumeFilter, items: Any) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from daskfarm import config
 from daskfarm._protocol import Star
+from daskfarm.client.plot import Plot
 from daskfarm.exceptions import FarmTypeError, FarmValueError
 
 
@@ -54,7 +55,7 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", text)[:40] or "task"
 
 
-def check_map_options(*, name: Any, store: Any, plot: Any, initkwds: Any, numitems: Any) -> None:
+def check_map_options(*, name: Any, store: Any, initkwds: Any, numitems: Any) -> None:
     """Reject options of the wrong kind at ``map()``, before a run starts."""
     if name is not None and not isinstance(name, str):
         raise FarmTypeError(f"name must be a str (the task's name in store keys), not {name!r}")
@@ -65,8 +66,6 @@ def check_map_options(*, name: Any, store: Any, plot: Any, initkwds: Any, numite
             raise FarmTypeError(
                 f"store must be a DataManager or a directory path, not {type(store).__name__}"
             )
-    if plot is not None and not callable(plot):
-        raise FarmTypeError(f"plot must be a function plot(item, result) -> (x, y), not {plot!r}")
     if initkwds is not None and not isinstance(initkwds, dict):
         raise FarmTypeError(f"initkwds must be a dict of keyword arguments, not {initkwds!r}")
     if numitems is not None and (isinstance(numitems, bool) or not isinstance(numitems, int)
@@ -162,7 +161,7 @@ class MapOptions:
                 initkwds: dict | None = None, plot: Any = None,
                 timeout: float | str | None = None) -> MapOptions:
         """Fill in the configured defaults and check every option."""
-        check_map_options(name=name, store=store, plot=plot, initkwds=initkwds,
+        check_map_options(name=name, store=store, initkwds=initkwds,
                           numitems=numitems)
         errors = check_errors_option(config.get("errors", errors))
         buffersize = check_positive("buffersize", config.get("buffersize", buffersize))
@@ -183,7 +182,7 @@ class MapOptions:
                    buffersize=buffersize, batch_size=batch_size, retries=retries,
                    errors=errors, progress=config.get("progress", progress), name=name,
                    version=version, resume=resume, initargs=tuple(initargs),
-                   initkwds=dict(initkwds or {}), plot=plot,
+                   initkwds=dict(initkwds or {}), plot=Plot.from_option(plot),
                    timeout=check_seconds("timeout", "timeout", timeout, allow_none=True))
 
     def total(self, items: Any) -> int | None:

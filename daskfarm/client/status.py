@@ -48,10 +48,10 @@ class StatusPublisher:
         elapsed = time.time() - started
         msg["rate"] = counts["done"] / elapsed if elapsed > 0 else 0.0
         try:
-            self.client.log_event(RUN_TOPIC, msg)
-            if points:
+            if points:  # before the status: the plugin ignores points of a finished run
                 self.client.log_event(RUN_TOPIC, {"op": RunOp.POINTS.value, "run": self.run_id,
                                                   "xy": points})
+            self.client.log_event(RUN_TOPIC, msg)
         except Exception:
             logger.debug("status message to the scheduler failed", exc_info=True)
 

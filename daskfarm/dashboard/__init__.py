@@ -2,8 +2,10 @@
 
 Every :class:`~daskfarm.FarmPlugin` that starts on a scheduler where Bokeh is installed serves
 ``<dashboard prefix>/farm`` and adds "Farm" to the dashboard's navigation bar: its ``start``
-imports this package once and calls :func:`serve`. As a scheduler preload this package also
-adds the plugin itself::
+imports this package once and calls :func:`serve`. The same page without the navigation bar,
+``<dashboard prefix>/individual-farm``, is listed in ``/individual-plots.json``, so that
+JupyterLab's Dask extension offers it ("Farm") to dock next to the task stream. As a
+scheduler preload this package also adds the plugin itself::
 
     DASKFARM_TOKEN=... dask scheduler --preload daskfarm.dashboard
 
@@ -14,8 +16,9 @@ The control token comes from the ``DASKFARM_TOKEN`` environment variable or the
 accepts cross-site origins only from the dashboard's own host:port; a proxy that serves it
 under another host adds ``host:port`` entries to ``daskfarm.allow-websocket-origin``.
 
-Modules: ``panel`` (the page, its tables), ``plots`` (live plots), ``controls`` (admin-only
-buttons), ``_mount`` (every use of distributed.dashboard and Bokeh-server internals).
+Modules: ``panel`` (the page, its tables), ``templates`` (their HTML cells), ``plots`` (live
+plots), ``controls`` (admin-only buttons), ``_mount`` (every use of distributed.dashboard and
+Bokeh-server internals).
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from typing import Any
 import dask
 
 from daskfarm.dashboard import _mount
-from daskfarm.dashboard.panel import FarmPage, farm_doc
+from daskfarm.dashboard.panel import FarmPage, farm_doc, individual_doc
 
-__all__ = ["FarmPage", "dask_setup", "farm_doc", "serve", "unserve"]
+__all__ = ["FarmPage", "dask_setup", "farm_doc", "individual_doc", "serve", "unserve"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ async def serve(plugin: Any, scheduler: Any) -> _mount.Mount | None:
     state and calls its control methods.
     """
     try:
-        return await _mount.mount(plugin, scheduler, farm_doc)
+        return await _mount.mount(plugin, scheduler, farm_doc, individual_doc)
     except Exception:  # the farm works without its page; never fail the plugin's start
         logger.warning("the /farm panel could not be mounted", exc_info=True)
         return None

@@ -13,6 +13,11 @@ with distributed 2026.8 and bokeh 3.9:
   the navigation bar of pages rendered afterwards.
 - The dashboard's jinja ``env`` (``simple.html``) and ``BOKEH_THEME`` give the page the
   dashboard's own look.
+- ``/individual-plots.json`` (what JupyterLab's Dask extension lists) names the paths that start
+  with ``individual-`` among the ``app_paths`` (the keys of ``_applications``) of the *first*
+  ``BokehTornado`` in ``.applications``: the dashboard's own. Our ``/individual-farm``
+  application context is entered there too, for the listing only; our own application
+  serves it.
 
 A distributed upgrade that moves any of these breaks this file only.
 """
@@ -32,6 +37,7 @@ from distributed.dashboard.components import DashboardComponent, add_periodic_ca
 from tornado.ioloop import IOLoop
 
 __all__ = [
+    "INDIVIDUAL_ROUTE",
     "ROUTE",
     "DashboardComponent",
     "Mount",
@@ -39,6 +45,7 @@ __all__ = [
     "dress",
     "mount",
     "task_executing",
+    "theme",
     "unmount",
 ]
 
@@ -46,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: the page's path below the dashboard prefix
 ROUTE = "/farm"
+#: the same page without the navigation bar, for JupyterLab's Dask extension ("Farm")
+INDIVIDUAL_ROUTE = "/individual-farm"
 _NAV_NAME = ROUTE.strip("/")
 
 
@@ -62,6 +71,8 @@ class Mount:
         self.scheduler = scheduler
         self.prefix = prefix
         self.closed = False
+        #: the dashboard application whose listing names our individual page (see the top)
+        self.listed_in: Any = None
         #: table columns computed once per refresh and shared by every open session
         self.cache: dict = {}
 
@@ -133,6 +144,16 @@ def _remove_nav_link(scheduler: Any) -> None:
         logger.debug("could not remove the Farm link", exc_info=True)
 
 
+def theme(doc: Any) -> None:
+    """Give ``doc`` the dashboard's Bokeh theme (individual pages have no template)."""
+    try:
+        from distributed.dashboard.components.scheduler import BOKEH_THEME
+
+        doc.theme = BOKEH_THEME
+    except Exception:
+        logger.debug("dashboard theme unavailable", exc_info=True)
+
+
 def dress(doc: Any, scheduler: Any, prefix: str, title: str) -> None:
     """Give ``doc`` the dashboard's template (navigation bar included) and theme."""
     doc.title = title
@@ -146,8 +167,10 @@ def dress(doc: Any, scheduler: Any, prefix: str, title: str) -> None:
         logger.debug("dashboard template unavailable", exc_info=True)
 
 
-async def mount(plugin: Any, scheduler: Any, make_doc: Any) -> Mount | None:
-    """Serve ``make_doc(plugin, mount, doc)`` at ``<prefix>/farm`` on the scheduler's server.
+async def mount(plugin: Any, scheduler: Any, make_doc: Any,
+                make_individual: Any = None) -> Mount | None:
+    """Serve ``make_doc(plugin, mount, doc)`` at ``<prefix>/farm`` on the scheduler's server,
+    and ``make_individual`` (the same, for JupyterLab) at ``<prefix>/individual-farm``.
 
     Any farm page mounted before (by a plugin that was replaced) is removed first, so
     re-registering the plugin replaces the page instead of leaving the old one in front.
@@ -165,10 +188,14 @@ async def mount(plugin: Any, scheduler: Any, make_doc: Any) -> Mount | None:
     kwargs.pop("allow_websocket_origin", None)  # ["*"] by default: ours is the dashboard's own
     record: dict = {}
     handler = FunctionHandler(lambda doc: make_doc(plugin, record["mount"], doc))
+    routes = {ROUTE: Application(handler)}
+    if make_individual is not None:
+        routes[INDIVIDUAL_ROUTE] = Application(
+            FunctionHandler(lambda doc: make_individual(plugin, record["mount"], doc)))
     from distributed.dashboard.core import DaskBokehTornado
 
     app = DaskBokehTornado(
-        {ROUTE: Application(handler)},
+        routes,
         prefix=prefix,
         use_index=False,
         absolute_url="",
@@ -181,6 +208,8 @@ async def mount(plugin: Any, scheduler: Any, make_doc: Any) -> Mount | None:
     app.initialize(IOLoop.current())
     app.start()
     _add_nav_link(scheduler)
+    if make_individual is not None:
+        mounted.listed_in = _list_individual(http, app)
     logger.debug("farm panel mounted at %s%s", prefix, ROUTE.lstrip("/"))
     return mounted
 
@@ -193,9 +222,36 @@ def unmount(mounted: Mount | None) -> None:
     http = getattr(mounted.scheduler, "http_application", None)
     if http is not None:
         _remove_app(http, mounted.app)
+    _unlist_individual(mounted)
     if not any(_is_farm_app(a) for a in getattr(http, "applications", ())):
         _remove_nav_link(mounted.scheduler)
     logger.debug("farm panel unmounted")
+
+
+def _list_individual(http: Any, app: Any) -> Any:
+    """Name ``/individual-farm`` in ``/individual-plots.json``; return the listing app."""
+    try:
+        listing = next((a for a in http.applications if isinstance(a, BokehTornado)), None)
+        if listing is None or listing is app:
+            return None  # --no-dashboard: ours is the first, and lists itself
+        listing._applications[INDIVIDUAL_ROUTE] = app._applications[INDIVIDUAL_ROUTE]
+        return listing
+    except Exception:  # an internal API: the page works without the listing
+        logger.debug("could not list the farm page for JupyterLab", exc_info=True)
+        return None
+
+
+def _unlist_individual(mounted: Mount) -> None:
+    listing, mounted.listed_in = mounted.listed_in, None
+    if listing is None:
+        return
+    try:
+        ours = mounted.app._applications.get(INDIVIDUAL_ROUTE)
+        if listing._applications.get(INDIVIDUAL_ROUTE) is ours:
+            del listing._applications[INDIVIDUAL_ROUTE]
+    except Exception:
+        logger.debug("could not remove the farm page from the JupyterLab listing",
+                     exc_info=True)
 
 
 def _remove_app(http: Any, app: Any) -> None:

@@ -12,7 +12,8 @@ Every refresh runs on the scheduler's event loop, so it must stay cheap with 1,0
 tasks: the table columns are built once per refresh period and shared by all open sessions,
 and a session sends only the columns that changed (one widget per task costs seconds per
 tick at 200 rows, measured with bench/panel.py). Task messages are untrusted text: they go
-through ``StringFormatter`` only; the HTML templates below read nothing but numbers.
+through ``StringFormatter`` only; the HTML templates (``templates.py``) read nothing but
+numbers.
 """
 
 from __future__ import annotations
@@ -42,8 +43,14 @@ from daskfarm.dashboard._mount import (
     add_periodic_callback,
     dress,
     task_executing,
+    theme,
 )
 from daskfarm.dashboard.plots import Plots
+from daskfarm.dashboard.templates import (
+    BAR_TEMPLATE,
+    DURATION_TEMPLATE,
+    RUN_PROGRESS_TEMPLATE,
+)
 from daskfarm.scheduler.state import TaskRow
 
 logger = logging.getLogger(__name__)
@@ -53,27 +60,12 @@ REFRESH_MS = 500
 #: seconds for which one computation of the table columns serves every session
 SHARED_FOR = 0.2
 
-# Numbers only: Number() coerces whatever the cell holds, so no text from a task can reach
-# the HTML. Anything that is not a finite number renders as an empty cell.
-BAR_TEMPLATE = (
-    "<% var p = Number(value); if (isFinite(p)) { var w = Math.max(0, Math.min(100, 100 * p)); %>"
-    '<div class="farm-bar" style="position:relative;height:14px;margin-top:4px;'
-    'background:#e4e4e4;border-radius:3px;overflow:hidden">'
-    '<div style="height:100%;width:<%= w.toFixed(1) %>%;background:#6fa8dc"></div>'
-    '<span style="position:absolute;top:0;left:0;right:0;text-align:center;font-size:11px;'
-    'line-height:14px;color:#222"><%= Math.floor(w) %>%</span></div><% } %>'
-)
-DURATION_TEMPLATE = (
-    "<% var s = Math.round(Number(value)); if (isFinite(s) && s >= 0) {"
-    " var h = Math.floor(s / 3600), m = Math.floor(s % 3600 / 60), r = s % 60; %>"
-    "<%= (h ? h + ':' + (m < 10 ? '0' : '') : '') + m + ':' + (r < 10 ? '0' : '') + r %><% } %>"
-)
-
-TASK_FIELDS = ("id", "run", "item", "taskname", "worker", "frac", "elapsed", "remaining", "msg")
+TASK_FIELDS = ("id", "run", "item", "taskname", "worker", "process", "frac", "elapsed",
+               "remaining", "msg")
 RUN_FIELDS = ("run_id", "name", "status", "progress", "done", "total", "running", "pending",
-              "failed", "skipped", "cancelled", "rate", "elapsed", "eta")
+              "failed", "skipped", "cancelled", "finished", "rate", "elapsed", "eta")
 _NUMERIC = {"frac", "elapsed", "remaining", "progress", "done", "total", "running", "pending",
-            "failed", "skipped", "cancelled", "rate", "eta"}
+            "failed", "skipped", "cancelled", "finished", "rate", "eta", "process"}
 
 
 @functools.lru_cache(maxsize=1 << 16)  # every refresh asks again for every running task
@@ -136,17 +128,28 @@ def task_columns(plugin: Any, now: float | None = None) -> dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         # a linear estimate at the last report, minus the time since
         left = np.where(frac > 0.001, worker_elapsed / frac - worker_elapsed, np.nan) - since
+    numbers = _process_numbers(plugin, scheduler) if tasks else {}
     return {
         "id": [row_id(t) for t in tasks],
         "run": runs,
         "item": [t.item for t in tasks],
         "taskname": [t.taskname for t in tasks],
         "worker": [t.worker for t in tasks],
+        "process": np.array([numbers.get(t.worker, math.nan) for t in tasks], dtype=float),
         "frac": frac,
         "elapsed": np.round(worker_elapsed + since),
         "remaining": np.round(np.maximum(left, 0.0)),
         "msg": [t.msg for t in tasks],
     }
+
+
+def _process_numbers(plugin: Any, scheduler: Any) -> dict[str, int]:
+    """Worker address -> the stable process number a class task gets as ``process_number``."""
+    index = getattr(plugin, "worker_index", None)
+    workers = getattr(scheduler, "workers", None)
+    if index is None or not workers:
+        return {}
+    return index.by_address(workers.values())
 
 
 def _unreported_row(entry: tuple, now: float) -> Any:
@@ -172,6 +175,8 @@ def run_columns(plugin: Any) -> dict:
         cols["progress"].append(_nan(run.progress))
         for name in ("done", "running", "pending", "failed", "skipped", "cancelled"):
             cols[name].append(float(c.get(name, 0)))
+        cols["finished"].append(float(sum(c.get(name, 0) for name in
+                                          ("done", "failed", "skipped", "cancelled"))))
         cols["total"].append(_nan(run.total))
         cols["rate"].append(float(run.rate or 0.0))
         cols["elapsed"].append(round(run.elapsed))
@@ -234,7 +239,8 @@ def _duration() -> HTMLTemplateFormatter:
 
 
 class TasksTable(DashboardComponent):
-    """One row per running item: item, worker, progress bar, elapsed, remaining, message.
+    """One row per running item: item, worker, process number, progress bar, elapsed,
+    remaining, message.
 
     Parameters
     ----------
@@ -259,6 +265,8 @@ class TasksTable(DashboardComponent):
             TableColumn(field="item", title="Item", width=130, formatter=text),
             self.taskname,
             TableColumn(field="worker", title="Worker", width=130, formatter=text),
+            TableColumn(field="process", title="Process", width=55,
+                        formatter=NumberFormatter(format="0", nan_format="")),
             TableColumn(field="frac", title="Progress", width=130,
                         formatter=HTMLTemplateFormatter(template=BAR_TEMPLATE)),
             TableColumn(field="elapsed", title="Elapsed", width=55, formatter=_duration()),
@@ -297,11 +305,11 @@ class RunsTable(DashboardComponent):
         columns = [
             TableColumn(field="name", title="Run", width=150, formatter=StringFormatter()),
             TableColumn(field="status", title="Status", width=80, formatter=StringFormatter()),
-            TableColumn(field="progress", title="Progress", width=150,
-                        formatter=HTMLTemplateFormatter(template=BAR_TEMPLATE)),
+            TableColumn(field="progress", title="Progress", width=170,
+                        formatter=HTMLTemplateFormatter(template=RUN_PROGRESS_TEMPLATE)),
             TableColumn(field="done", title="Done", width=60, formatter=count),
             TableColumn(field="total", title="Total", width=60,
-                        formatter=NumberFormatter(format="0,0", nan_format="?")),
+                        formatter=NumberFormatter(format="0,0", nan_format="endless")),
             TableColumn(field="running", title="Running", width=60, formatter=count),
             TableColumn(field="pending", title="Pending", width=60, formatter=count),
             TableColumn(field="failed", title="Failed", width=55, formatter=count),
@@ -375,12 +383,28 @@ class FarmPage(DashboardComponent):
             self.summary.text = text
 
 
-def farm_doc(plugin: Any, mount: Any, doc: Any) -> None:
-    """Build one session's ``/farm`` document (the Bokeh ``FunctionHandler`` target)."""
+def _add_page(plugin: Any, mount: Any, doc: Any) -> None:
     from daskfarm.dashboard.controls import is_admin
 
+    page = FarmPage(plugin, mount, admin=is_admin(plugin, doc))
+    add_periodic_callback(doc, page, REFRESH_MS)
+    doc.add_root(page.root)
+
+
+def farm_doc(plugin: Any, mount: Any, doc: Any) -> None:
+    """Build one session's ``/farm`` document (the Bokeh ``FunctionHandler`` target)."""
     with log_errors():
-        page = FarmPage(plugin, mount, admin=is_admin(plugin, doc))
-        add_periodic_callback(doc, page, REFRESH_MS)
-        doc.add_root(page.root)
+        _add_page(plugin, mount, doc)
         dress(doc, mount.scheduler, mount.prefix, "Dask: Farm")
+
+
+def individual_doc(plugin: Any, mount: Any, doc: Any) -> None:
+    """The ``/individual-farm`` document: the page alone, for a JupyterLab pane.
+
+    Like Dask's own individual plots it has the dashboard's theme and no navigation bar;
+    opened without the token (as JupyterLab opens it), it is read-only.
+    """
+    with log_errors():
+        _add_page(plugin, mount, doc)
+        doc.title = "Dask: Farm"
+        theme(doc)

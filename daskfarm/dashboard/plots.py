@@ -1,7 +1,9 @@
 """Live plots: a scatter of ``plot(item, result) -> (x, y)`` points for each run given ``plot=``.
 
 The feeder sends the points to the plugin about once a second (``RunState.points``, a bounded
-deque); each session streams only the points it has not sent yet.
+deque); each session streams only the points it has not sent yet. The axis labels and the
+title come with the run (``map(plot=Plot(xy, x=..., y=..., title=...))``); the plots share
+the page's width.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ class RunPlot(DashboardComponent):
     def __init__(self, run: Any):
         self.run_id = run.run_id
         self.source = ColumnDataSource({"x": [], "y": []})
-        fig = figure(title=run.name, height=300, width=420, tools="pan,wheel_zoom,box_zoom,reset",
+        labels = getattr(run, "plot_labels", None) or {}
+        fig = figure(title=labels.get("title") or run.name, height=320, min_width=280,
+                     sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset",
                      css_classes=["farm-plot"])
         fig.scatter("x", "y", source=self.source, size=5, alpha=0.6)
-        fig.xaxis.axis_label = "x"
-        fig.yaxis.axis_label = "y"
+        fig.xaxis.axis_label = labels.get("x") or "x"
+        fig.yaxis.axis_label = labels.get("y") or "y"
         self.root = fig
         self._last: Any = None
 

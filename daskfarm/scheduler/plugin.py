@@ -48,7 +48,13 @@ from daskfarm._protocol import (
     RunOp,
 )
 from daskfarm.exceptions import FarmValueError
-from daskfarm.scheduler.state import KEEP_FINISHED, RunRecord, TaskRow, WorkerIndex
+from daskfarm.scheduler.state import (
+    KEEP_FINISHED,
+    RunRecord,
+    TaskRow,
+    WorkerIndex,
+    plot_labels,
+)
 
 __all__ = ["FarmPlugin"]
 
@@ -231,6 +237,7 @@ class FarmPlugin(SchedulerPlugin):
             run = self.runs[run_id] = RunRecord(
                 run_id=run_id, name=str(msg.get("name", run_id)), client=str(msg.get("client")),
                 total=msg.get("total"), plot=bool(msg.get("plot")),
+                plot_labels=plot_labels(msg.get("plot")),
             )
             run.started = float(msg.get("started", run.started))
             return

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from daskfarm._protocol import COUNT_NAMES, eta, fraction_done
 
-__all__ = ["KEEP_FINISHED", "MAX_POINTS", "RunRecord", "TaskRow", "WorkerIndex"]
+__all__ = ["KEEP_FINISHED", "MAX_POINTS", "RunRecord", "TaskRow", "WorkerIndex", "plot_labels"]
 
 #: finished runs kept for the page
 KEEP_FINISHED = 10
@@ -51,6 +51,8 @@ class RunRecord:
     counts: dict = field(default_factory=lambda: dict.fromkeys(COUNT_NAMES, 0))
     rate: float = 0.0
     plot: bool = False
+    #: the plot's axis labels and title ({"x", "y", "title"}; see plot_labels)
+    plot_labels: dict = field(default_factory=dict)
     #: dask key -> {item index -> TaskRow}; items of one batch run one after another
     rows: dict = field(default_factory=dict)
     #: dask key -> (worker address, start time) for the run's tasks being processed
@@ -107,6 +109,25 @@ class RunRecord:
         self.dirty = True
 
 
+def plot_labels(value: object) -> dict:
+    """The ``x``/``y``/``title`` labels of a run's start message, as short strings.
+
+    Anything else (``True`` from a client before labels existed, malformed values) gives no
+    labels: the panel then draws "x", "y" and the run's name.
+
+    Examples
+    --------
+    >>> plot_labels({"x": "k", "y": "amplitude", "title": None, "colour": "red"})
+    {'x': 'k', 'y': 'amplitude'}
+    >>> plot_labels(True)
+    {}
+    """
+    if not isinstance(value, dict):
+        return {}
+    return {name: value[name][:200] for name in ("x", "y", "title")
+            if isinstance(value.get(name), str)}
+
+
 class WorkerIndex:
     """Stable worker numbers 0..n-1 (a class task's ``process_number``), by worker name.
 
@@ -134,6 +155,11 @@ class WorkerIndex:
             if str(ws.name) == name:
                 return self.assign(name, ws.address, workers)
         return self.numbers.get(name, 0)
+
+    def by_address(self, workers) -> dict[str, int]:
+        """Address -> number of the connected ``workers`` that have one (for the panel)."""
+        return {ws.address: self.numbers[str(ws.name)] for ws in workers
+                if str(ws.name) in self.numbers}
 
     def prune(self, connected: set[str]) -> None:
         spare = [n for n in self.numbers if n not in connected]

@@ -139,7 +139,7 @@ def test_messages_are_rendered_as_text_only():
         for col in table.columns:
             if isinstance(col.formatter, HTMLTemplateFormatter):
                 assert col.field in NUMERIC_FIELDS, col.field
-                # the template reads its own numeric value, never another column
+                # the template reads numeric values only, never a text column
                 for field in ("msg", "item", "name", "taskname", "worker"):
                     assert field not in col.formatter.template
             else:
