@@ -79,25 +79,28 @@ class Results:
     # -- outcomes ------------------------------------------------------------------------
 
     def finished(self, batch: Batch, payload: bytes) -> None:
-        elapsed, outcomes = pickle.loads(payload)
-        self._observe(len(outcomes), elapsed)
-        pairs: list = []
-        records: list = []
+        elapsed, values, marks, wrapped = pickle.loads(payload)
+        self._observe(len(values), elapsed)
+        items, keys = batch.items, batch.keys
         n_failed = n_cancelled = 0
-        keys = batch.keys
-        for j, (status, value) in enumerate(outcomes):
-            item = batch.items[j]
-            if status == Outcome.OK:
-                if type(value) is _CloudPickled:
-                    value = value.load()
-                pairs.append((item, value))
-                if keys is not None:
-                    records.append((keys[j], item, value))
-            elif status == Outcome.FAILED:
-                n_failed += 1
-                self.failure(batch.start + j, item, keys[j] if keys else None, value)
-            else:
-                n_cancelled += 1
+        if not marks and not wrapped:  # the common case, without a step per item in Python
+            pairs = list(zip(items, values))
+            records = list(zip(keys, items, values)) if keys is not None else []
+        else:
+            pairs, records = [], []
+            for j, value in enumerate(values):
+                status = marks.get(j, Outcome.OK)
+                if status == Outcome.OK:
+                    if wrapped and type(value) is _CloudPickled:
+                        value = value.load()
+                    pairs.append((items[j], value))
+                    if keys is not None:
+                        records.append((keys[j], items[j], value))
+                elif status == Outcome.FAILED:
+                    n_failed += 1
+                    self.failure(batch.start + j, items[j], keys[j] if keys else None, value)
+                else:
+                    n_cancelled += 1
         if records:
             unstored = self._store(records)
             if unstored:
@@ -110,7 +113,7 @@ class Results:
         if self.plot is not None:
             self._plot(pairs)
         state.counted(done=len(pairs), failed=n_failed, cancelled=n_cancelled)
-        self._deliver(batch.start, pairs, len(outcomes))
+        self._deliver(batch.start, pairs, len(values))
 
     def _store(self, records: list) -> set:
         """Write results to the run's shard; a result that cannot be pickled becomes that
