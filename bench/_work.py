@@ -20,6 +20,14 @@ def busy_10ms(x):
     return x
 
 
+def busy_100ms(x):
+    """Spin until this thread has used 100 ms of CPU."""
+    end = time.thread_time() + 0.100
+    while time.thread_time() < end:
+        pass
+    return x
+
+
 def measured_sleep() -> float:
     """What time.sleep(0.001) really takes here (the limit for the sleep workload)."""
     n = 200

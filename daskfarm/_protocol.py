@@ -28,6 +28,7 @@ __all__ = [
     "COUNT_NAMES",
     "HARD_STOP_HANDLER",
     "INFO_HANDLER",
+    "MAIN_PATH_ENV",
     "PLUGIN_NAME",
     "PROGRESS_TOPIC",
     "RUN_TOPIC",
@@ -56,6 +57,8 @@ WORKER_INDEX_HANDLER = "daskfarm_worker_index"
 INFO_HANDLER = "daskfarm_info"
 HARD_STOP_HANDLER = "daskfarm_hard_stop"
 PLUGIN_NAME = "daskfarm"
+#: environment variable: the client script a LocalCluster's workers import only when needed
+MAIN_PATH_ENV = "DASKFARM_MAIN_PATH"
 
 COUNT_NAMES = ("pending", "running", "done", "failed", "skipped", "cancelled")
 

@@ -209,6 +209,11 @@ class _Pickler(cloudpickle.Pickler):
         special = self._special.get(type(obj))
         if special is not None:
             return special(obj)
+        if type(obj) is types.ModuleType and sys.modules.get(obj.__name__) is obj and \
+                obj.__name__ != "__main__" and getattr(obj, "__file__", None):
+            # imported on the worker at first use, not as the task arrives: a script's
+            # `import` of a slow library that a task never touches costs the workers nothing
+            return _lazy_module, (obj.__name__,)
         return super().reducer_override(obj)
 
 
@@ -245,6 +250,19 @@ class _LibraryRef:
 
     def __reduce__(self):
         return _import_attribute, self.ref
+
+
+def _lazy_module(name: str) -> types.ModuleType:
+    """The module if the worker has it, else a :class:`_LazyModule` that imports it."""
+    module = sys.modules.get(name)
+    return module if module is not None else _LazyModule(name)
+
+
+class _LazyModule(types.ModuleType):
+    """A module global of the script on a worker: imported on first attribute access."""
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self.__name__), attr)
 
 
 class _Bundle:

@@ -3,10 +3,21 @@
 Dask costs about 1-2 ms of scheduler and client time per task on a 2-core machine
 (measured: bench/README.md), so 1 ms items sent one per task leave the cores three quarters
 idle. The sizer measures how long items take on the workers and groups them so that one Dask
-task runs for about ``target`` seconds. It starts at one item, so the first results come back
-fast, and grows at most ``growth`` times per completed batch, so one misleading measurement
-cannot make a huge batch. Items of ``LONG_ITEM`` (50 ms) or more always go one per task, so
-batching never slows a run of such items down.
+task runs for about ``target`` seconds.
+
+*Start*: the first batches hold one item each, so the first results come back fast; the
+first measured duration then sets the size at once, to a quarter of the target (a first item
+can mislead: cold caches make it slow, which only costs a smaller batch; an easy first item
+makes it fast, which the quarter bounds). From there the size grows at most ``growth`` times
+per completed batch.
+
+*Tail*: with a known total, a batch holds at most ``remaining / (2 * threads)`` of the items
+not yet submitted (guided self-scheduling), so batches shrink as the run ends and every
+worker finishes at about the same time; never below ``min_seconds`` of work, where Dask's
+per-task cost would show again.
+
+Items of ``LONG_ITEM`` (50 ms) or more always go one per task, so batching never slows a run
+of such items down.
 """
 
 from __future__ import annotations
@@ -31,15 +42,30 @@ class BatchSizer:
     max_size : int
         The largest batch.
     growth : float
-        The largest factor by which the size grows after one batch.
+        The largest factor by which the size grows after one batch (after the first).
+    min_seconds : float
+        The least work a batch of the tail holds, and the least worth sending while other
+        batches are still running.
+
+    Examples
+    --------
+    >>> sizer = BatchSizer()
+    >>> sizer.next_size(threads=2, remaining=2000, cap=None)
+    1
+    >>> sizer.observe(1, 0.001)  # the first item took 1 ms: a quarter of 0.5 s at once
+    >>> sizer.size
+    125
+    >>> sizer.next_size(threads=2, remaining=100, cap=None)  # the tail: 100 / (2 * 2)
+    25
     """
 
     def __init__(self, fixed: int | None = None, *, target: float = 0.5, max_size: int = 10_000,
-                 growth: float = 4.0):
+                 growth: float = 4.0, min_seconds: float = 0.01):
         self.fixed = fixed
         self.target = target
         self.max_size = max_size
         self.growth = growth
+        self.min_seconds = min_seconds
         self.size = fixed or 1
         self.per_item: float | None = None
 
@@ -48,25 +74,44 @@ class BatchSizer:
         if self.fixed or n_items <= 0:
             return
         per_item = max(seconds / n_items, 1e-7)
+        first = self.per_item is None
         # exponential average: a few slow items should not collapse a good size at once
-        self.per_item = per_item if self.per_item is None else 0.7 * self.per_item + 0.3 * per_item
+        self.per_item = per_item if first else 0.7 * self.per_item + 0.3 * per_item
         # Items of 50 ms or more gain nothing from batching (Dask's ~2 ms per task is small
         # next to them) and would only lose balance across workers: one item per task.
-        wanted = 1 if self.per_item >= LONG_ITEM else max(1, int(self.target / self.per_item))
-        if wanted > self.size:
-            wanted = min(wanted, math.ceil(self.size * self.growth))
+        if self.per_item >= LONG_ITEM:
+            self.size = 1
+            return
+        if first:
+            wanted = max(self.size, int(self.target / 4 / self.per_item))
+        else:
+            wanted = max(1, int(self.target / self.per_item))
+            if wanted > self.size:
+                wanted = min(wanted, math.ceil(self.size * self.growth))
         self.size = max(1, min(wanted, self.max_size))
 
-    def next_size(self, *, threads: int, remaining: int | None, cap: int | None) -> int:
-        """The size of the next batch.
+    def smallest(self) -> int:
+        """The fewest items worth a Dask task of their own (``min_seconds`` of work)."""
+        if self.fixed or self.per_item is None:
+            return 1
+        return max(1, min(self.size, math.ceil(self.min_seconds / self.per_item)))
 
-        ``remaining`` (items not yet submitted, when known) keeps at least two batches per
-        thread so the last items still spread over every core; ``cap`` is a limit in items
-        (from ``buffersize``).
+    def next_size(self, *, threads: int, remaining: int | None, cap: int | None,
+                  busy: bool = False) -> int:
+        """The size of the next batch; 0 means wait until a running batch comes back.
+
+        ``remaining`` (items not yet submitted, when known) shrinks the batches of the tail
+        (see the module docstring); ``cap`` is a limit in items (the room left under
+        ``buffersize`` or the default window). ``busy`` says other batches are running: a
+        cap below :meth:`smallest` then waits for room instead of sending a sliver.
         """
         size = self.size
+        smallest = self.smallest()
         if not self.fixed and remaining is not None:
-            size = min(size, max(1, math.ceil(remaining / (2 * max(threads, 1)))))
-        if cap is not None:
-            size = min(size, max(1, cap))
+            size = min(size, max(smallest, math.ceil(remaining / (2 * max(threads, 1)))),
+                       max(remaining, 1))
+        if cap is not None and cap < size:
+            if busy and cap < smallest and (remaining is None or cap < remaining):
+                return 0
+            size = max(1, cap)
         return max(1, size)

@@ -6,13 +6,21 @@ item per task, but a farm batches short items: with batches, ``inf`` let the sch
 several batches onto one worker while the other idled, and measured 53% of the 2-core limit on
 10 ms items against 78% at 1.1 (bench/README.md).
 A string is a scheduler address; a ``Client`` or any cluster object is borrowed, never closed.
+
+The LocalCluster's workers start without running the client's script (multiprocessing's
+spawn would run it in every worker, with all its imports, before the worker could work: start-up
+that grew with the script's imports times the workers). They import it only if a pickle needs
+it (daskfarm.worker.lazymain); bench/README.md has the start-up figures.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +28,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from daskfarm import _distributed, config
+from daskfarm._protocol import MAIN_PATH_ENV
 from daskfarm.client.guard import check_main_guard
 from daskfarm.client.options import check_seconds
 from daskfarm.exceptions import (
@@ -127,7 +136,7 @@ def _start_local(n_workers, threads_per_worker, processes, security, dashboard,
     if security is not None:
         kwargs["security"] = security
     kwargs.update(cluster_kwargs)
-    with dask.config.set(LOCAL_CLUSTER_CONFIG):
+    with dask.config.set(LOCAL_CLUSTER_CONFIG), workers_skip_script():
         cluster = LocalCluster(**kwargs)
         try:
             client = Client(cluster, set_as_default=False, direct_to_workers=True)
@@ -136,6 +145,31 @@ def _start_local(n_workers, threads_per_worker, processes, security, dashboard,
             raise
     logger.info("started a LocalCluster with %d workers at %s", n, cluster.scheduler_address)
     return Connection(client=client, cluster=cluster, owns_client=True, owns_cluster=True)
+
+
+@contextlib.contextmanager
+def workers_skip_script() -> Iterator[None]:
+    """Worker processes spawned meanwhile do not run the client's script at start.
+
+    Spawn runs the parent's ``__main__`` in the child by its file path, unless the module's
+    spec is named ``__main__`` (as for ``python -m pkg``), in which case it runs nothing: the
+    spec says so while the cluster starts its workers, and the script's path goes to the
+    environment for the rare worker that needs it later. A worker process restarted after
+    this (a hard stop) runs the script as spawn always did.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None:
+        yield  # an interactive session, or python -m: spawn runs no script anyway
+        return
+    import importlib.machinery
+
+    os.environ[MAIN_PATH_ENV] = os.path.abspath(path)
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = None
 
 
 def _probe(address: str, security: Any, timeout: float) -> None:

@@ -152,7 +152,10 @@ class Feeder:
             if room <= 0:
                 return
             size = self.sizer.next_size(threads=self.threads,
-                                        remaining=state.remaining(self.source.pulled), cap=room)
+                                        remaining=state.remaining(self.source.pulled), cap=room,
+                                        busy=bool(self.in_flight))
+            if size == 0:  # the room left is a sliver: wait for a batch to come back
+                return
             start, items = self.source.take(size)
             if not items:
                 if self.source.error is not None:

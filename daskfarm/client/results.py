@@ -82,31 +82,34 @@ class Results:
     # -- outcomes ------------------------------------------------------------------------
 
     def finished(self, batch: Batch, payload: bytes) -> None:
-        elapsed, outcomes, durations, worker = pickle.loads(payload)
-        self._observe(len(outcomes), elapsed)
-        pairs: list = []
-        records: list = []
+        elapsed, values, marks, wrapped, durations, worker = pickle.loads(payload)
+        self._observe(len(values), elapsed)
+        items, keys = batch.items, batch.keys
         n_failed = n_cancelled = 0
-        keys = batch.keys
-        for j, (status, value) in enumerate(outcomes):
-            item = batch.items[j]
-            if status == Outcome.OK:
-                if type(value) is _CloudPickled:
-                    if keys is not None:  # the store pickles with pickle: it cannot keep it
-                        n_failed += 1
-                        self.failure(batch.start + j, item, keys[j], failure_record(
-                            FarmPicklingError(_UNSTORABLE.format(short_repr(value.load())))))
-                        continue
-                    value = value.load()
-                pairs.append((item, value))
-                if keys is not None:
-                    records.append((keys[j], item, value,
-                                    durations[j] if durations else None, worker))
-            elif status == Outcome.FAILED:
-                n_failed += 1
-                self.failure(batch.start + j, item, keys[j] if keys else None, value)
-            else:
-                n_cancelled += 1
+        if not marks and not wrapped:  # the common case, without a step per item in Python
+            pairs = list(zip(items, values))
+            records = _records(keys, items, values, durations, worker)
+        else:
+            pairs, records = [], []
+            for j, value in enumerate(values):
+                status = marks.get(j, Outcome.OK)
+                if status == Outcome.OK:
+                    if wrapped and type(value) is _CloudPickled:
+                        if keys is not None:  # the store pickles with pickle: it cannot keep it
+                            n_failed += 1
+                            self.failure(batch.start + j, items[j], keys[j], failure_record(
+                                FarmPicklingError(_UNSTORABLE.format(short_repr(value.load())))))
+                            continue
+                        value = value.load()
+                    pairs.append((items[j], value))
+                    if keys is not None:
+                        records.append((keys[j], items[j], value,
+                                        durations[j] if durations else None, worker))
+                elif status == Outcome.FAILED:
+                    n_failed += 1
+                    self.failure(batch.start + j, items[j], keys[j] if keys else None, value)
+                else:
+                    n_cancelled += 1
         if records:
             self.session.put_many(records)
         state = self.state
@@ -116,7 +119,7 @@ class Results:
         if self.plot is not None:
             self._plot(pairs)
         state.counted(done=len(pairs), failed=n_failed, cancelled=n_cancelled)
-        self._deliver(batch.start, pairs, len(outcomes))
+        self._deliver(batch.start, pairs, len(values))
 
     def unstorable(self) -> None:
         """Results the store could not pickle when it committed them: it stored failure
@@ -222,6 +225,16 @@ class Results:
             self.held_back -= len(got)
             released.extend(got)
         self.state.deliver(released)
+
+
+def _records(keys: list | None, items: list, values: list, durations: list | None,
+             worker: str | None) -> list:
+    """Store records of a batch whose items all succeeded, with their provenance."""
+    if keys is None:
+        return []
+    if durations is None:
+        return list(zip(keys, items, values))
+    return [(k, i, v, d, worker) for k, i, v, d in zip(keys, items, values, durations)]
 
 
 def _reraisable(failure: Failure) -> BaseException:

@@ -288,7 +288,10 @@ class RunState:
         with self._cond:
             while True:
                 if self._results.unconsumed:
-                    self._wake()
+                    # the feeder waits for room only at a batch's grain: wake it when a
+                    # chunk is used up, not on every item (which cost a third of the time)
+                    if len(self._results.chunks[0]) == 1:
+                        self._wake()
                     return self._results.pop()
                 if self._finished:
                     if self._error is not None and not self._error_raised:

@@ -1,0 +1,63 @@
+"""The batch sizer on its own: start from the first measurement, grow, shrink in the tail."""
+
+from daskfarm.client.batching import LONG_ITEM, BatchSizer
+
+
+def test_first_measurement_sets_the_size_at_once():
+    sizer = BatchSizer(target=0.5)
+    assert sizer.next_size(threads=2, remaining=10_000, cap=None) == 1
+    sizer.observe(1, 0.001)
+    # a quarter of the target straight away, not 1 -> 4 -> 16 -> ...
+    assert sizer.size == 125
+    sizer.observe(125, 0.125)
+    assert sizer.size == 500  # then at most `growth` times per batch, up to the target
+
+
+def test_a_misleading_first_item_is_bounded():
+    sizer = BatchSizer(target=0.5, max_size=10_000)
+    sizer.observe(1, 1e-9)  # an item that did nothing
+    assert sizer.size == 10_000
+    sizer.observe(10_000, 5.0)  # the real ones take 0.5 ms each
+    assert sizer.size < 10_000
+
+
+def test_long_items_go_one_per_task():
+    sizer = BatchSizer()
+    sizer.observe(1, 0.001)
+    sizer.observe(100, 100 * 2 * LONG_ITEM)
+    sizer.observe(1, 2 * LONG_ITEM)
+    assert sizer.size == 1
+
+
+def test_tail_shrinks_but_not_below_the_smallest_worthwhile_batch():
+    sizer = BatchSizer(target=0.5, min_seconds=0.01)
+    sizer.observe(1, 0.001)  # 1 ms items: 10 of them are worth a task
+    sizes = []
+    remaining = 2000
+    for _ in range(2000):  # bounded: each batch takes at least one item
+        if not remaining:
+            break
+        size = sizer.next_size(threads=2, remaining=remaining, cap=None)
+        sizes.append(size)
+        remaining -= size
+    assert sizes[0] == 125
+    assert sizes == sorted(sizes, reverse=True)  # shrinking towards the end
+    assert min(sizes[:-1]) == 10
+    assert sum(sizes) == 2000
+
+
+def test_a_sliver_of_room_waits_while_batches_run():
+    sizer = BatchSizer()
+    sizer.observe(1, 0.001)
+    assert sizer.next_size(threads=2, remaining=1000, cap=3, busy=True) == 0
+    # nothing running: the cap (a small buffersize) is what there is
+    assert sizer.next_size(threads=2, remaining=1000, cap=3, busy=False) == 3
+    # the last items of the run go even as a sliver
+    assert sizer.next_size(threads=2, remaining=3, cap=3, busy=True) == 3
+
+
+def test_fixed_size_never_changes():
+    sizer = BatchSizer(7)
+    sizer.observe(7, 0.0001)
+    assert sizer.next_size(threads=4, remaining=2, cap=None) == 7
+    assert sizer.next_size(threads=4, remaining=None, cap=5, busy=True) == 5
