@@ -203,6 +203,11 @@ def test_items_sharing_a_worker_with_a_killer_are_not_blamed(tmp_path):
         assert summary.done == 3
 
 
+def _all_in_memory(states: list) -> bool:
+    # the feeder may keep some of buffersize back: every submitted task finished, 3 or more
+    return len(states) >= 3 and all(state == "memory" for state in states)
+
+
 def test_a_future_lost_between_done_and_gather_costs_only_itself(farm, release, monkeypatch):
     # In a real run this happens when a worker dies holding finished, not yet gathered
     # results, or when the panel cancels a task just as it finishes. Here the race is
@@ -229,7 +234,7 @@ def test_a_future_lost_between_done_and_gather_costs_only_itself(farm, release, 
     monkeypatch.setattr(farm.client, "gather", gather)
     try:
         release.set()
-        wait_for(lambda: held and scheduler_states(farm, run.run_id).count("memory") == 4,
+        wait_for(lambda: held and _all_in_memory(scheduler_states(farm, run.run_id)),
                  timeout=DEADLINE, message="every item to finish while the feeder is held")
         hold.set()
         results = sorted(x for x, _ in run)
