@@ -41,8 +41,9 @@ def test_tail_shrinks_but_not_below_the_smallest_worthwhile_batch():
         sizes.append(size)
         remaining -= size
     assert sizes[0] == 125
-    assert sizes == sorted(sizes, reverse=True)  # shrinking towards the end
-    assert min(sizes[:-1]) == 10
+    assert sizes[:-1] == sorted(sizes[:-1], reverse=True)  # shrinking towards the end
+    assert min(sizes) == 10  # down to 10 ms of work, never below
+    assert 10 <= sizes[-1] < 2 * 10  # the last batch takes what would have been a sliver
     assert sum(sizes) == 2000
 
 
@@ -61,3 +62,23 @@ def test_fixed_size_never_changes():
     sizer.observe(7, 0.0001)
     assert sizer.next_size(threads=4, remaining=2, cap=None) == 7
     assert sizer.next_size(threads=4, remaining=None, cap=5, busy=True) == 5
+
+
+def test_the_window_counts_batches_and_the_start_ramps():
+    sizer = BatchSizer()
+    # before a measurement: one batch of 1 item and one of 2 per thread, sent at once
+    assert [sizer.next_size(threads=2, remaining=None, cap=None, batches=b)
+            for b in range(4)] == [1, 1, 2, 2]
+    assert sizer.window(threads=2) == 4
+    sizer.observe(1, 0.001)
+    assert sizer.window(threads=2) == 4  # one running and one waiting per thread
+    assert sizer.item_window(threads=2) == 2 * 4 * sizer.size
+
+
+def test_a_buffersize_holds_two_batches_per_thread():
+    sizer = BatchSizer()
+    sizer.observe(1, 0.0001)  # would make batches of 1,250 items
+    assert sizer.next_size(threads=2, remaining=None, cap=40, window=40) == 10
+    # with 10 items of room left while batches run, a batch of 10 goes; with 4, it waits
+    assert sizer.next_size(threads=2, remaining=None, cap=10, window=40, busy=True) == 10
+    assert sizer.next_size(threads=2, remaining=None, cap=4, window=40, busy=True) == 0

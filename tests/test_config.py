@@ -114,3 +114,30 @@ def test_farm_and_map_take_their_defaults_from_the_config(tmp_path, monkeypatch)
         assert sorted(run) == [1, 2, 4, 5]  # errors=continue: no raise
         assert run.counts["failed"] == 3
     assert seen == {"report_interval": 0.25, "commit": (3.0, 7)}
+
+
+def _worker_settings():
+    keys = ("distributed.admin.tick.interval", "distributed.worker.profile.enabled",
+            "distributed.worker.memory.monitor-interval")
+    return {key: dask.config.get(key) for key in keys}
+
+
+def test_the_farms_own_cluster_runs_quiet_unless_the_user_said_otherwise():
+    # Dask's defaults cost the tasks CPU on a small machine; a user's own setting still wins
+    with Farm(n_workers=1, threads_per_worker=1) as farm:
+        seen = farm.client.run(_worker_settings)
+    (settings,) = seen.values()
+    assert settings == {"distributed.admin.tick.interval": "500ms",
+                        "distributed.worker.profile.enabled": False,
+                        "distributed.worker.memory.monitor-interval": "500ms"}
+    with dask.config.set({"distributed.admin.tick.interval": "50ms"}):
+        with Farm(n_workers=1, threads_per_worker=1) as farm:
+            (settings,) = farm.client.run(_worker_settings).values()
+    assert settings["distributed.admin.tick.interval"] == "50ms"
+    assert settings["distributed.worker.profile.enabled"] is False
+    with dask.config.set({"daskfarm.local.quiet": False}):
+        with Farm(n_workers=1, threads_per_worker=1) as farm:
+            (settings,) = farm.client.run(_worker_settings).values()
+    assert settings == {"distributed.admin.tick.interval": "20ms",
+                        "distributed.worker.profile.enabled": True,
+                        "distributed.worker.memory.monitor-interval": "100ms"}

@@ -5,16 +5,28 @@ Dask costs about 1-2 ms of scheduler and client time per task on a 2-core machin
 idle. The sizer measures how long items take on the workers and groups them so that one Dask
 task runs for about ``target`` seconds.
 
-*Start*: the first batches hold one item each, so the first results come back fast; the
-first measured duration then sets the size at once, to a quarter of the target (a first item
-can mislead: cold caches make it slow, which only costs a smaller batch; an easy first item
-makes it fast, which the quarter bounds). From there the size grows at most ``growth`` times
-per completed batch.
+*Start*: before anything is measured, each worker thread gets a batch of one item and one
+of two (``RAMP``), sent at once: the first results come back fast, and a thread has work
+while the first measurement makes its round trip (15-25 ms on a 2-core machine). A longer
+ramp (1, 2, 4, 8) covered that round trip for 1 ms items but cost more in Dask tasks than
+it saved on 10 ms ones (bench/README.md). The first measured duration then sets the size at
+once, to a quarter of the target (a first item can mislead: cold caches make it slow, which
+only costs a smaller batch; an easy first item makes it fast, which the quarter bounds).
+From there the size grows at most ``growth`` times per completed batch.
+
+*Window*: the feeder keeps two batches per worker thread in flight (one running, one waiting
+on the worker, so no thread waits for a round trip), counted in batches rather than items:
+a window counted in items sent a sliver each time a few items came back, and every sliver
+paid Dask's whole per-task cost. Under a ``buffersize`` a batch holds at most a
+``2 * threads``-th of it, for the same reason; when less room than half a batch is left
+while others run, the feeder waits for one to come back instead of sending a sliver.
 
 *Tail*: with a known total, a batch holds at most ``remaining / (2 * threads)`` of the items
-not yet submitted (guided self-scheduling), so batches shrink as the run ends and every
+not yet submitted (guided self-scheduling, halved because each thread has a batch waiting
+ahead of the new one: ``remaining / threads`` sent fewer tasks but left a worker idle at the
+end, 0.90x against 0.96x Pool on 1 ms items), so batches shrink as the run ends and every
 worker finishes at about the same time; never below ``min_seconds`` of work, where Dask's
-per-task cost would show again.
+per-task cost would show again, and the last batch takes what would be left over.
 
 Items of ``LONG_ITEM`` (50 ms) or more always go one per task, so batching never slows a run
 of such items down.
@@ -24,10 +36,12 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["LONG_ITEM", "BatchSizer"]
+__all__ = ["LONG_ITEM", "RAMP", "BatchSizer"]
 
 #: seconds from which an item always runs in a Dask task of its own
 LONG_ITEM = 0.05
+#: batches per worker thread sent before the first measurement: of 1, 2, ... items
+RAMP = 2
 
 
 class BatchSizer:
@@ -50,17 +64,23 @@ class BatchSizer:
     Examples
     --------
     >>> sizer = BatchSizer()
-    >>> sizer.next_size(threads=2, remaining=2000, cap=None)
-    1
+    >>> [sizer.next_size(threads=2, remaining=2000, cap=None, batches=b) for b in range(4)]
+    [1, 1, 2, 2]
+    >>> sizer.window(threads=2)  # batches in flight before the first measurement
+    4
     >>> sizer.observe(1, 0.001)  # the first item took 1 ms: a quarter of 0.5 s at once
     >>> sizer.size
     125
-    >>> sizer.next_size(threads=2, remaining=100, cap=None)  # the tail: 100 / (2 * 2)
-    25
+    >>> sizer.window(threads=2)  # then one running and one waiting per thread
+    4
+    >>> sizer.next_size(threads=2, remaining=400, cap=None)  # the tail: 400 / (2 * 2)
+    100
+    >>> sizer.next_size(threads=2, remaining=60, cap=None)  # >= 40 ms of work, no sliver left
+    60
     """
 
     def __init__(self, fixed: int | None = None, *, target: float = 0.5, max_size: int = 10_000,
-                 growth: float = 4.0, min_seconds: float = 0.01):
+                 growth: float = 4.0, min_seconds: float = 0.04):
         self.fixed = fixed
         self.target = target
         self.max_size = max_size
@@ -96,22 +116,42 @@ class BatchSizer:
             return 1
         return max(1, min(self.size, math.ceil(self.min_seconds / self.per_item)))
 
+    def window(self, threads: int) -> int:
+        """How many batches may be in flight at once (see the module docstring)."""
+        per_thread = RAMP if self.per_item is None and not self.fixed else 2
+        return per_thread * max(threads, 1)
+
+    def item_window(self, threads: int) -> int:
+        """How many items may be in flight or wait for the caller, when ``buffersize`` does
+        not say: the window's batches, and as many items again in results not yet taken."""
+        if self.per_item is None and not self.fixed:
+            return 2 * max(threads, 1) * (2 ** RAMP - 1)
+        return 2 * self.window(threads) * self.size
+
     def next_size(self, *, threads: int, remaining: int | None, cap: int | None,
-                  busy: bool = False) -> int:
+                  busy: bool = False, window: int | None = None, batches: int = 0) -> int:
         """The size of the next batch; 0 means wait until a running batch comes back.
 
         ``remaining`` (items not yet submitted, when known) shrinks the batches of the tail
-        (see the module docstring); ``cap`` is a limit in items (the room left under
-        ``buffersize`` or the default window). ``busy`` says other batches are running: a
-        cap below :meth:`smallest` then waits for room instead of sending a sliver.
+        (see the module docstring); ``cap`` is the room left, in items, under ``buffersize``
+        or the default window, and ``window`` the ``buffersize`` itself. ``busy`` says other
+        batches are running: a cap below half the batch then waits for room instead of
+        sending a sliver. ``batches`` is the number in flight, which sets the start's ramp.
         """
         size = self.size
-        smallest = self.smallest()
+        threads = max(threads, 1)
+        if not self.fixed and self.per_item is None:
+            size = 2 ** min(batches // threads, RAMP - 1)
+        if not self.fixed and window is not None:
+            size = min(size, max(1, window // (2 * threads)))
         if not self.fixed and remaining is not None:
-            size = min(size, max(smallest, math.ceil(remaining / (2 * max(threads, 1)))),
-                       max(remaining, 1))
+            smallest = self.smallest()
+            size = min(size, max(smallest, math.ceil(remaining / (2 * threads))))
+            if remaining - size < smallest:  # leave no sliver for a task of its own
+                size = remaining
+            size = min(size, max(remaining, 1))
         if cap is not None and cap < size:
-            if busy and cap < smallest and (remaining is None or cap < remaining):
+            if busy and 2 * cap < size and (remaining is None or cap < remaining):
                 return 0
             size = max(1, cap)
         return max(1, size)

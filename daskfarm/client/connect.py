@@ -44,6 +44,37 @@ LOCAL_CLUSTER_CONFIG = {
     "distributed.worker.memory.spill": False,
 }
 
+#: Settings a Farm's own LocalCluster uses (``daskfarm.local.quiet``, on by default) where
+#: the user's Dask config did not change them.
+#: Distributed's defaults wake the scheduler and every worker 50 times a second (the tick),
+#: sample system metrics twice a second and check worker memory ten times a second: about
+#: 0.1 of a core on an idle 2-core farm, taken from the tasks. These keep the dashboard's
+#: graphs and the memory limit alive at a fraction of that. The statistical profiler
+#: (the dashboard's Profile page) samples every running task 100 times a second, which cost
+#: 3% of the tasks' own CPU time on 10 ms items (bench/README.md); set
+#: ``distributed.worker.profile.enabled: true`` to have it back.
+QUIET_DEFAULTS = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+}
+
+
+def local_cluster_config() -> dict:
+    """The Dask settings to start a Farm's LocalCluster with: :data:`LOCAL_CLUSTER_CONFIG`,
+    and with ``daskfarm.local.quiet`` each of :data:`QUIET_DEFAULTS` where the user's config
+    still holds Dask's default."""
+    settings = dict(LOCAL_CLUSTER_CONFIG)
+    if not config.get("local.quiet"):
+        return settings
+    shipped = dask.config.merge(*dask.config.defaults)
+    for key, quiet in QUIET_DEFAULTS.items():
+        current = dask.config.get(key, None)
+        if current is not None and current == dask.config.get(key, None, config=shipped):
+            settings[key] = quiet
+    return settings
+
 
 @dataclass
 class Connection:
@@ -136,7 +167,7 @@ def _start_local(n_workers, threads_per_worker, processes, security, dashboard,
     if security is not None:
         kwargs["security"] = security
     kwargs.update(cluster_kwargs)
-    with dask.config.set(LOCAL_CLUSTER_CONFIG), workers_skip_script():
+    with dask.config.set(local_cluster_config()), workers_skip_script():
         cluster = LocalCluster(**kwargs)
         try:
             client = Client(cluster, set_as_default=False, direct_to_workers=True)

@@ -78,6 +78,9 @@ class Feeder:
                                resubmit=self._submit_batch, observe=sizer.observe)
         self.done_q: queue.SimpleQueue = queue.SimpleQueue()
         self.in_flight: dict = {}  # future -> Batch
+        # batches of the start's ramp (sent before any measurement) still in flight: they
+        # stop counting against the window once the first measurement sets the size
+        self.ramp: set = set()
         self.batch_no = 0
         self.last_status = 0.0
         self.disconnected_since: float | None = None
@@ -147,13 +150,18 @@ class Feeder:
     def _fill(self) -> None:
         state = self.state
         while state.may_submit():
-            default = 2 * self.threads * self.sizer.size  # two batches per thread
-            room = state.room(default, self.results.held_back)
+            # two batches per thread in flight (see batching.py); results not yet taken may
+            # hold as many items again before the caller's pace holds the run back
+            counted = len(self.in_flight) - (len(self.ramp) if self.sizer.per_item else 0)
+            if counted >= self.sizer.window(self.threads):
+                return
+            room = state.room(self.sizer.item_window(self.threads), self.results.held_back)
             if room <= 0:
                 return
             size = self.sizer.next_size(threads=self.threads,
                                         remaining=state.remaining(self.source.pulled), cap=room,
-                                        busy=bool(self.in_flight))
+                                        busy=bool(self.in_flight), window=state.buffersize,
+                                        batches=len(self.in_flight))
             if size == 0:  # the room left is a sliver: wait for a batch to come back
                 return
             start, items = self.source.take(size)
@@ -203,6 +211,8 @@ class Feeder:
         future = self.client.submit(execute.run_batch, self.spec_bytes, self.run_id,
                                     batch.start, items_bytes, key=key, pure=False)
         self.in_flight[future] = batch
+        if self.sizer.per_item is None and not self.sizer.fixed:
+            self.ramp.add(future)
         self.state.submitted(len(batch.items))
         future.add_done_callback(self._on_done)
 
@@ -225,6 +235,7 @@ class Feeder:
         gathered = self._gather([f for f in futures if f.status == "finished"])
         for future in futures:
             batch = self.in_flight.pop(future)
+            self.ramp.discard(future)
             self.state.returned(len(batch.items))
             if future in gathered:
                 self.results.finished(batch, gathered[future])
@@ -258,6 +269,7 @@ class Feeder:
             except Exception:
                 logger.debug("cancelling in-flight futures failed", exc_info=True)
         self.in_flight.clear()
+        self.ramp.clear()
         self.state.all_in_flight_cancelled()
 
     # -- status ----------------------------------------------------------------------------
