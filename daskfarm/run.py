@@ -96,6 +96,7 @@ class Run:
         self.name = state.name
         self._state = state
         self._join: Callable[[float | None], bool] = lambda timeout: True  # set by the Farm
+        self._taken: list = []  # the rest of the batch being iterated, last pair first
 
     # -- iteration -----------------------------------------------------------------------
 
@@ -128,11 +129,16 @@ class Run:
                 return
 
     def _next_pair(self) -> tuple[Any, Any]:
+        if self._taken:
+            return self._taken.pop()
         try:
-            return self._state.next_pair()
+            chunk = self._state.next_chunk()
         except (KeyboardInterrupt, SystemExit):
             self._interrupted()
             raise
+        pair = chunk.pop()
+        self._taken = chunk
+        return pair
 
     def _interrupted(self) -> None:
         # Ctrl-C or SIGTERM in the caller: stop the run; a second one during the stop stops
@@ -166,6 +172,7 @@ class Run:
         """
         timeout = _check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._taken = []
         try:
             self._state.wait_finished(deadline, timeout)
         except (KeyboardInterrupt, SystemExit):

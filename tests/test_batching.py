@@ -72,7 +72,7 @@ def test_the_window_counts_batches_and_the_start_ramps():
     assert sizer.window(threads=2) == 4
     sizer.observe(1, 0.001)
     assert sizer.window(threads=2) == 4  # one running and one waiting per thread
-    assert sizer.item_window(threads=2) == 2 * 4 * sizer.size
+    assert sizer.item_window(threads=2) == 4 * sizer.size
 
 
 def test_a_buffersize_holds_two_batches_per_thread():

@@ -123,10 +123,10 @@ class BatchSizer:
 
     def item_window(self, threads: int) -> int:
         """How many items may be in flight or wait for the caller, when ``buffersize`` does
-        not say: the window's batches, and as many items again in results not yet taken."""
+        not say: the window's batches (results the caller has not taken count against it)."""
         if self.per_item is None and not self.fixed:
-            return 2 * max(threads, 1) * (2 ** RAMP - 1)
-        return 2 * self.window(threads) * self.size
+            return max(threads, 1) * (2 ** RAMP - 1)
+        return self.window(threads) * self.size
 
     def next_size(self, *, threads: int, remaining: int | None, cap: int | None,
                   busy: bool = False, window: int | None = None, batches: int = 0) -> int:

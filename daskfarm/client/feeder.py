@@ -150,8 +150,8 @@ class Feeder:
     def _fill(self) -> None:
         state = self.state
         while state.may_submit():
-            # two batches per thread in flight (see batching.py); results not yet taken may
-            # hold as many items again before the caller's pace holds the run back
+            # two batches per thread in flight (see batching.py); results the caller has
+            # not taken count against the same window, so its pace holds the run back
             counted = len(self.in_flight) - (len(self.ramp) if self.sizer.per_item else 0)
             if counted >= self.sizer.window(self.threads):
                 return

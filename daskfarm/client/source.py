@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from daskfarm.client.state import RunState
-from daskfarm.store import item_key
+from daskfarm.store import item_keys
 
 __all__ = ["ItemSource", "ResumeFilter"]
 
@@ -68,8 +68,7 @@ class ResumeFilter:
         self._read = read  # keys -> their stored values, in order (DataManager.get_many)
 
     def keys(self, items: list) -> list[str]:
-        identity = self.identity
-        return [item_key(identity, item) for item in items]
+        return item_keys(self.identity, items)
 
     def stored_values(self, keys: list[str]) -> list:
         return self._read(keys) if self._read is not None and keys else []

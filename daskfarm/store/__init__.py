@@ -6,11 +6,11 @@ into another. Listing, counting, checking, merging and resuming never unpickle; 
 values and items does, so only merge stores from machines you trust.
 """
 
-from daskfarm.store._keys import KEY_SCHEME, item_key
+from daskfarm.store._keys import KEY_SCHEME, item_key, item_keys
 from daskfarm.store._merge import MergeReport, merge_store
 from daskfarm.store._record import Record
 from daskfarm.store.manager import DataManager
 from daskfarm.store.session import Session
 
 __all__ = ["KEY_SCHEME", "DataManager", "MergeReport", "Record", "Session", "item_key",
-           "merge_store"]
+           "item_keys", "merge_store"]

@@ -31,7 +31,7 @@ from dask.base import tokenize
 
 from daskfarm.exceptions import FarmValueError
 
-__all__ = ["KEY_SCHEME", "item_key"]
+__all__ = ["KEY_SCHEME", "item_key", "item_keys"]
 
 #: Version of the key scheme, stored in the shard header (1: tokenize for every item).
 KEY_SCHEME = 2
@@ -59,12 +59,44 @@ def item_key(identity: str, item: Any) -> str:
     >>> len(item_key("sim:1", 3.5))
     32
     """
+    if _FAST and type(item) in _FAST_ATOMS and type(identity) is str:
+        return _fast_key(identity, item)
     if _tokenizable(item, 0):
         return tokenize(identity, item)
     h = hashlib.sha256(b"daskfarm-key\0%d\0" % KEY_SCHEME)
     _feed(h, identity, 0, item)
     _feed(h, item, 0, item)
     return h.hexdigest()[:32]
+
+
+def item_keys(identity: str, items: list) -> list[str]:
+    """``[item_key(identity, item) for item in items]``, faster for plain items (a farm keys
+    every item it sends when it has a store)."""
+    if _FAST and type(identity) is str:
+        atoms, fast = _FAST_ATOMS, _fast_key
+        return [fast(identity, item) if type(item) in atoms else item_key(identity, item)
+                for item in items]
+    return [item_key(identity, item) for item in items]
+
+
+def _fast_key(identity: str, item: Any) -> str:
+    # tokenize's own recipe for a tuple of atoms, without its lock and dispatch (3.3 -> 1 us)
+    return hashlib.md5(str((identity, item)).encode(), usedforsecurity=False).hexdigest()
+
+
+#: item types whose key :func:`_fast_key` computes as tokenize does
+_FAST_ATOMS = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def _fast_path_agrees() -> bool:
+    """Whether this Dask's tokenize still gives what :func:`_fast_key` computes: a Dask that
+    changed its recipe only loses the shortcut, never a store's keys."""
+    probes = (None, True, 0, -7, 2**70, 0.1, -2.5e-300, math.inf, "", "it's \"q\" \u00e9",
+              b"\x00\xff", b"")
+    return all(tokenize("probe:1", x) == _fast_key("probe:1", x) for x in probes)
+
+
+_FAST = _fast_path_agrees()
 
 
 def _tokenizable(obj: Any, depth: int) -> bool:

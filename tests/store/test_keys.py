@@ -14,7 +14,7 @@ import pytest
 from dask.base import tokenize
 
 from daskfarm.exceptions import FarmValueError
-from daskfarm.store import KEY_SCHEME, DataManager, item_key
+from daskfarm.store import KEY_SCHEME, DataManager, item_key, item_keys
 from tests.conftest import DEADLINE
 from tests.faults.conftest import env_with_repo
 
@@ -84,6 +84,14 @@ class Mode(enum.Enum):
 ])
 def test_items_tokenize_keys_the_same_everywhere_keep_the_keys_old_stores_have(item):
     assert item_key("sim:1", item) == tokenize("sim:1", item)
+
+
+def test_the_keys_of_a_batch_are_the_keys_of_its_items_one_by_one():
+    # item_keys takes a shortcut for plain items; it must give tokenize's keys all the same
+    items = [0, -7, 2**70, 0.1, float("nan"), -0.0, float("inf"), "", "it's \"q\" \u00e9",
+             b"\x00", None, True, False, Mode.fast, (1, "x"), Point(1, 2.0), 3 + 0j]
+    assert item_keys("sim:1", items) == [tokenize("sim:1", x) for x in items]
+    assert item_keys("sim:1", items) == [item_key("sim:1", x) for x in items]
 
 
 def test_canonical_keys_tell_items_apart_and_ignore_what_does_not_matter():
