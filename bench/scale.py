@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -47,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -57,7 +59,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 import _work
 
-IDLE_SECONDS = 3.0
+IDLE_SECONDS = 2.0
 SETTLE = 0.5  # seconds inside each window after a run, for the last releases to arrive
 
 
@@ -192,6 +194,18 @@ def wait_workers(client, n: int, timeout: float = 120) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
+    """CPU seconds of every thread of process ``pid``: Linux's nanosecond schedstat (the
+    scheduler's threads live as long as it does), else psutil's user + system (10 ms ticks,
+    3x the noise on a 3 s window)."""
+    total, found = 0, False
+    for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(path.read_text().split()[0])
+            found = True
+        except (OSError, ValueError, IndexError):
+            pass
+    if found:
+        return total / 1e9
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
 
@@ -220,15 +234,27 @@ def counters(client) -> dict:
 # -- tasks (pickled by value from __main__) ------------------------------------------------
 
 
-def reporting_item(i, seconds, reporting):
+def reporting_item(i, seconds, mode, n):
+    """Sleep ``seconds`` in 50 ms steps; ``mode`` "1/s" reports every step with the same
+    message (the throttle sends one event per second), "10/s" with a new message every step
+    (sent every 0.1 s), "silent" never reports.
+
+    The items start spread over 0.2 s, so that the first reports, which start each worker's
+    outbox flush (one every 0.2 s, for the process's lifetime), are spread too: workers
+    hosted in one process share one outbox, and flushes that fire together put every message
+    in the first one's batch."""
     from daskfarm import report
 
+    time.sleep(0.2 * (i % n) / n)
     end = time.monotonic() + seconds
     step = 0
     while (now := time.monotonic()) < end:
         step += 1
-        if reporting:  # a new message every 50 ms; never 1.0 (that one is always sent)
-            report(min(0.99, 1 - (end - now) / seconds), f"step {step}")
+        frac = min(0.99, 1 - (end - now) / seconds)  # never 1.0: that one is always sent
+        if mode == "1/s":
+            report(frac, "running")
+        elif mode == "10/s":
+            report(frac, f"step {step}")
         time.sleep(0.05)
     return i
 
@@ -243,100 +269,138 @@ def idle_rate(pid: int, seconds: float = IDLE_SECONDS) -> float:
     return (cpu_seconds(pid) - c0) / (time.perf_counter() - t0)
 
 
-def window(farm, pid: int, idle: float, body) -> dict:
-    """Run ``body()``; the scheduler's CPU beyond its idle rate, the wall time, and what the
-    scheduler counted meanwhile."""
-    before = counters(farm.client)
-    c0, t0 = cpu_seconds(pid), time.perf_counter()
-    body()
+class Meter:
+    """The scheduler's CPU and counters between ``start()`` and ``stop()``."""
+
+    def __init__(self, client, pid: int, idle: float):
+        self.client, self.pid, self.idle = client, pid, idle
+
+    def start(self) -> None:
+        self.before = counters(self.client)
+        self.c0, self.t0 = cpu_seconds(self.pid), time.perf_counter()
+
+    def stop(self) -> dict:
+        """``cpu``: beyond the idle rate; ``rate``: CPU seconds per second, idle included."""
+        cpu, wall = cpu_seconds(self.pid) - self.c0, time.perf_counter() - self.t0
+        after = counters(self.client)
+        out = {k: after[k] - self.before[k] for k in after}
+        out.update(cpu=cpu - self.idle * wall, rate=cpu / wall, wall=wall)
+        return out
+
+
+def batched_run(farm, meter: Meter, n: int) -> dict:
+    """A whole run of ``n`` 1 ms items with a known total (ramp and tail included)."""
+    meter.start()
+    summary = farm.map(_work.sleep_1ms, range(n), progress=False).wait()
     time.sleep(SETTLE)
-    wall = time.perf_counter() - t0
-    cpu = cpu_seconds(pid) - c0
-    after = counters(farm.client)
-    out = {k: after[k] - before[k] for k in after}
-    out.update(cpu=cpu - idle * wall, raw_cpu=cpu, wall=wall)
+    assert summary.done == n, summary
+    return meter.stop()
+
+
+def farm_tasks(farm, meter: Meter, warm: int, n: int) -> dict:
+    """No-ops, one per Dask task, from an endless generator: the tasks from result ``warm``
+    to result ``warm + n`` (the steady state: no start-up, no tail, no per-run cost)."""
+    run = farm.map(_work.noop, itertools.count(), batch_size=1, progress=False)
+    for i, _ in enumerate(run):
+        if i == warm:
+            meter.start()
+        elif i == warm + n:
+            out = meter.stop()
+            break
+    run.cancel()
     return out
 
 
-def farm_run(farm, task, items, **kwargs):
-    def body():
-        summary = farm.map(task, items, progress=False, **kwargs).wait()
-        assert summary.done == len(items), summary
-    return body
+def raw_stream(client, meter: Meter, warm: int, n: int, window: int) -> dict:
+    """Raw Dask fed as a stream (bench/memory.py's driver): ``window`` no-ops in flight, each
+    finished set gathered and replaced by one ``client.map``; measured as farm_tasks."""
+    items = itertools.count()
+    ac = as_completed(client.map(_work.noop, [next(items) for _ in range(window)], pure=False))
+    done, out = 0, None
+    for batch in ac.batches():
+        client.gather(batch)
+        if done < warm <= done + len(batch):
+            meter.start()
+        done += len(batch)
+        if done >= warm + n:
+            out = meter.stop()
+            break
+        ac.update(client.map(_work.noop, [next(items) for _ in batch], pure=False))
+    client.cancel(list(ac.futures))
+    return out
 
 
-def raw_map(client, n: int):
-    """Raw Dask, the cheapest way: one ``client.map`` of every task."""
-    def body():
-        futures = client.map(_work.noop, range(n), pure=False)
-        client.gather(futures)
-        del futures[:]
-    return body
-
-
-def raw_stream(client, n: int, window: int):
-    """Raw Dask as a stream is fed: ``window`` tasks in flight, one ``client.submit`` per
-    finished one (as daskfarm's feeder submits each batch)."""
-    def body():
-        ac = as_completed([client.submit(_work.noop, i, pure=False)
-                           for i in range(min(window, n))])
-        submitted = min(window, n)
-        for _ in ac:
-            if submitted < n:
-                ac.add(client.submit(_work.noop, submitted, pure=False))
-                submitted += 1
-    return body
+def raw_map(client, meter: Meter, n: int) -> dict:
+    """Raw Dask's cheapest case: one ``client.map`` of ``n`` no-ops and one gather."""
+    meter.start()
+    futures = client.map(_work.noop, range(n), pure=False)
+    client.gather(futures)
+    del futures
+    time.sleep(SETTLE)
+    return meter.stop()
 
 
 def per_task_round(farm, pid: int, tasks: int) -> dict:
-    idle = idle_rate(pid)
-    farm_w = window(farm, pid, idle, farm_run(farm, _work.noop, range(tasks), batch_size=1))
-    stream_w = window(farm, pid, idle, raw_stream(farm.client, tasks, 2 * farm.nthreads))
-    map_w = window(farm, pid, idle, raw_map(farm.client, tasks))
-    return {"idle": idle, "farm": farm_w["cpu"] / farm_w["tasks"],
-            "stream": stream_w["cpu"] / stream_w["tasks"], "map": map_w["cpu"] / map_w["tasks"],
-            "farm_rate": farm_w["tasks"] / farm_w["wall"]}
+    client = farm.client
+    meter = Meter(client, pid, idle_rate(pid))
+    warm = max(100, tasks // 5)
+    f = farm_tasks(farm, meter, warm, tasks)
+    time.sleep(SETTLE)
+    s = raw_stream(client, meter, warm, tasks, 2 * farm.nthreads)
+    time.sleep(SETTLE)
+    m = raw_map(client, meter, tasks)
+    return {"idle": meter.idle, "farm": f["cpu"] / f["tasks"], "rate": f["tasks"] / f["wall"],
+            "stream": s["cpu"] / s["tasks"], "map": m["cpu"] / m["tasks"]}
+
+
+PROGRESS_MODES = ("silent", "1/s", "10/s")
 
 
 def progress_round(farm, pid: int, n_items: int, seconds: float) -> dict:
-    idle = idle_rate(pid)
+    """One item per worker, silent, reporting at 1/s and at 10/s: the scheduler's CPU rate
+    while every item runs, and the messages and log_event batches it received meanwhile."""
+    rates = {}
+    for mode in PROGRESS_MODES:
+        meter = Meter(farm.client, pid, 0.0)
+        task = partial(reporting_item, seconds=seconds + 3.0, mode=mode, n=n_items)
+        run = farm.map(task, range(n_items), batch_size=1, buffersize=n_items,
+                       progress=False, name=f"scale-{mode.replace('/', '-')}")
+        deadline = time.monotonic() + 30
+        while run.counts["running"] < n_items and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # every item past its spread start
+        meter.start()
+        time.sleep(seconds)
+        rates[mode] = meter.stop()
+        summary = run.wait()
+        assert summary.done == n_items, summary
     out = {}
-    for mode in ("silent", "report"):
-        from functools import partial
-
-        task = partial(reporting_item, seconds=seconds, reporting=mode == "report")
-        out[mode] = window(farm, pid, idle,
-                           farm_run(farm, task, range(n_items), batch_size=1,
-                                    buffersize=n_items, name=f"scale-{mode}"))
-    extra = out["report"]["cpu"] - out["silent"]["cpu"]
-    messages = out["report"]["messages"] - out["silent"]["messages"]
-    batches = out["report"]["batches"] - out["silent"]["batches"]
-    return {"per_message": extra / messages, "per_batch": extra / max(batches, 1),
-            "messages": messages, "batches": batches, "wall": out["report"]["wall"],
-            "extra": extra}
+    for mode in PROGRESS_MODES[1:]:
+        w = rates[mode]
+        extra = (w["rate"] - rates["silent"]["rate"]) * w["wall"]
+        out[mode] = {"extra": extra, "messages": w["messages"], "batches": w["batches"],
+                     "per_message": extra / max(w["messages"], 1),
+                     "per_batch": extra / max(w["batches"], 1)}
+    return out
 
 
 # -- main ------------------------------------------------------------------------------------
 
 
-def med(rows: list[dict], key: str) -> float:
-    return statistics.median(r[key] for r in rows)
-
-
-def span(rows: list[dict], key: str, scale: float = 1e6, spec: str = ".0f") -> str:
-    values = [r[key] * scale for r in rows]
-    return (f"{statistics.median(values):{spec}} "
-            f"({min(values):{spec}}-{max(values):{spec}})")
+def us(values: list[float], spec: str = ".0f") -> str:
+    """Median (min-max), in microseconds."""
+    values = [1e6 * v for v in values]
+    return f"{statistics.median(values):{spec}} ({min(values):{spec}}-{max(values):{spec}})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--items", type=int, default=10_000, help="1 ms items, batched")
-    parser.add_argument("--tasks", type=int, default=2_000, help="no-ops with batch_size=1")
+    parser.add_argument("--tasks", type=int, default=1_000, help="no-ops with batch_size=1")
     parser.add_argument("--workers", default="8,32,64",
-                        help="thread-worker counts (the 2-worker row uses 2 processes)")
-    parser.add_argument("--seconds", type=float, default=8.0,
+                        help="thread-worker counts (the 2-worker row is 2 processes)")
+    parser.add_argument("--seconds", type=float, default=6.0,
                         help="length of each item of the progress runs")
     parser.add_argument("--host-workers", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -347,97 +411,111 @@ def main() -> None:
 
     from daskfarm import Farm
 
-    batched, per_task, progress = [], {}, []
+    batched: list[dict] = []
+    per_task: dict[int, list[dict]] = {2: []}
+    progress: list[dict] = []
+    t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, DaskProcesses(tmp) as procs:
         address = procs.start_scheduler()
         pid = procs.scheduler_pid
         procs.start_workers(2)
         with Farm(address) as farm:
-            wait_workers(farm.client, 2)
+            client = farm.client
+            wait_workers(client, 2)
             farm.map(_work.sleep_1ms, range(500), progress=False).wait()  # warm up
             farm.map(_work.noop, range(200), batch_size=1, progress=False).wait()
-            print(f"# scheduler {address} (pid {pid}); 2 dask worker processes x 1 thread",
-                  flush=True)
-            per_task[2] = []
+            print(f"# dask scheduler pid {pid}; 2 dask worker processes x 1 thread", flush=True)
             for rep in range(args.reps):
                 idle = idle_rate(pid)
-                w = window(farm, pid, idle, farm_run(farm, _work.sleep_1ms, range(args.items)))
-                batched.append({"per_item": w["cpu"] / args.items, "tasks": w["tasks"],
-                                "idle": idle, "wall": w["wall"]})
-                per_task[2].append(per_task_round(farm, pid, args.tasks))
-                print(f"  rep {rep + 1}: idle {100 * idle:.1f} % of a core; batched "
-                      f"{1e6 * batched[-1]['per_item']:.1f} us/item in {w['tasks']} tasks; "
-                      f"batch_size=1 {1e6 * per_task[2][-1]['farm']:.0f} us/task, raw "
-                      f"{1e6 * per_task[2][-1]['raw']:.0f} us/task", flush=True)
+                w = batched_run(farm, Meter(client, pid, idle), args.items)
+                batched.append({"per_item": w["cpu"] / args.items, "tasks": w["tasks"]})
+                r = per_task_round(farm, pid, args.tasks)
+                per_task[2].append(r)
+                print(f"  rep {rep + 1}: idle {100 * idle:.1f} % of a core; "
+                      f"{args.items:,} 1 ms items {1e6 * batched[-1]['per_item']:.1f} us/item "
+                      f"in {w['tasks']} tasks; batch_size=1 {1e6 * r['farm']:.0f} us/task "
+                      f"({r['rate']:.0f}/s), raw stream {1e6 * r['stream']:.0f}, "
+                      f"raw map {1e6 * r['map']:.0f}", flush=True)
             procs.stop_workers()
-            wait_workers(farm.client, 0)
+            wait_workers(client, 0)
             for n in counts:
                 procs.start_thread_workers(n)
-                wait_workers(farm.client, n)
+                wait_workers(client, n)
                 farm.map(_work.noop, range(4 * n), batch_size=1, progress=False).wait()
-                print(f"# {n} single-thread workers in one process", flush=True)
+                print(f"# {n} single-thread workers hosted in one process", flush=True)
                 per_task[n] = []
                 for rep in range(args.reps):
-                    per_task[n].append(per_task_round(farm, pid, args.tasks))
-                    r = per_task[n][-1]
+                    r = per_task_round(farm, pid, args.tasks)
+                    per_task[n].append(r)
                     print(f"  rep {rep + 1}: idle {100 * r['idle']:.1f} % of a core; "
-                          f"batch_size=1 {1e6 * r['farm']:.0f} us/task "
-                          f"({r['farm_rate']:.0f} tasks/s), raw {1e6 * r['raw']:.0f} us/task",
+                          f"batch_size=1 {1e6 * r['farm']:.0f} us/task ({r['rate']:.0f}/s), "
+                          f"raw stream {1e6 * r['stream']:.0f}, raw map {1e6 * r['map']:.0f}",
                           flush=True)
                 if n == counts[-1]:
+                    # sets the phases of the workers' outbox flushes (see reporting_item)
+                    farm.map(partial(reporting_item, seconds=1.0, mode="10/s", n=n), range(n),
+                             batch_size=1, buffersize=n, progress=False).wait()
                     for rep in range(args.reps):
-                        progress.append(progress_round(farm, pid, n, args.seconds))
-                        r = progress[-1]
-                        print(f"  progress rep {rep + 1}: {r['messages']} messages in "
-                              f"{r['batches']} batches, +{r['extra']:.2f} s CPU: "
-                              f"{1e6 * r['per_message']:.0f} us/message", flush=True)
+                        r = progress_round(farm, pid, n, args.seconds)
+                        progress.append(r)
+                        print(f"  progress rep {rep + 1}, {args.seconds:g} s: " + "; ".join(
+                            f"{mode}: {r[mode]['messages']} messages in {r[mode]['batches']} "
+                            f"batches, +{r[mode]['extra']:.3f} s CPU"
+                            for mode in PROGRESS_MODES[1:]), flush=True)
                 procs.stop_workers()
-                wait_workers(farm.client, 0)
+                wait_workers(client, 0)
+    elapsed = time.perf_counter() - t_start
 
     largest = max(per_task)
     print()
-    print(f"# scheduler CPU beyond idle, us, median (min-max) of {args.reps}")
-    print(f"{'figure':58} {'daskfarm':>16} {'raw Dask':>16}")
-    print(f"{'per item, 1 ms items, batch_size=auto, 2 workers':58} "
-          f"{span(batched, 'per_item', spec='.2f'):>16} {'-':>16}")
-    print(f"{'  (Dask tasks per run of ' + format(args.items, ',') + ' items)':58} "
-          f"{statistics.median(b['tasks'] for b in batched):>16.0f} {'-':>16}")
+    print(f"# scheduler CPU beyond idle, us, median (min-max) of {args.reps}; {elapsed:.0f} s")
+    header = f"{'figure':50} {'daskfarm':>17} {'raw stream':>17} {'raw map':>17}"
+    print(header)
+    print("-" * len(header))
+    print(f"{'per item, 1 ms items, batch_size=auto, 2 workers':50} "
+          f"{us([b['per_item'] for b in batched], '.2f'):>17} {'-':>17} {'-':>17}")
+    tasks = statistics.median(b["tasks"] for b in batched)
+    print(f"{'  items per Dask task':50} {args.items / tasks:>17.0f} {'-':>17} {'-':>17}")
     for n, rows in per_task.items():
-        label = f"per Dask task, batch_size=1, {n} workers" + (
-            " (processes)" if n == 2 else " (threads)")
-        print(f"{label:58} {span(rows, 'farm'):>16} {span(rows, 'raw'):>16}")
+        label = f"per Dask task, batch_size=1, {n} " + ("worker processes" if n == 2 else
+                                                         "thread workers")
+        print(f"{label:50} {us([r['farm'] for r in rows]):>17} "
+              f"{us([r['stream'] for r in rows]):>17} {us([r['map'] for r in rows]):>17}")
     if progress:
-        print(f"{'per progress event (report() message), ' + str(largest) + ' workers':58} "
-              f"{span(progress, 'per_message'):>16} {'-':>16}")
-        print(f"{'  per log_event batch that carried them':58} "
-              f"{span(progress, 'per_batch'):>16} {'-':>16}")
-        print(f"{'  messages per batch':58} "
-              f"{statistics.median(r['messages'] / r['batches'] for r in progress):>16.2f}"
-              f" {'-':>16}")
+        for mode in PROGRESS_MODES[1:]:
+            rows = [r[mode] for r in progress]
+            per_batch = statistics.median(r["messages"] / max(r["batches"], 1) for r in rows)
+            label = f"per progress event, {mode} per item ({per_batch:.1f}/batch)"
+            print(f"{label:50} {us([r['per_message'] for r in rows]):>17} "
+                  f"{'-':>17} {'-':>17}")
+            print(f"{'  per log_event batch':50} {us([r['per_batch'] for r in rows]):>17} "
+                  f"{'-':>17} {'-':>17}")
+
+    def med(n: int, key: str) -> float:
+        return statistics.median(r[key] for r in per_task[n])
+
     print()
-    print("idle scheduler CPU, % of a core: " + ", ".join(
-        f"{n} workers {100 * med(rows, 'idle'):.1f}" for n, rows in per_task.items()))
-    print("daskfarm / raw Dask per task: " + ", ".join(
-        f"{n} workers {med(rows, 'farm') / med(rows, 'raw'):.2f}x"
-        for n, rows in per_task.items()))
-    first = min(per_task)
-    print(f"per-task cost, {largest} vs {first} workers: "
-          f"{med(per_task[largest], 'farm') / med(per_task[first], 'farm'):.2f}x (daskfarm), "
-          f"{med(per_task[largest], 'raw') / med(per_task[first], 'raw'):.2f}x (raw Dask)")
+    print("idle scheduler, % of a core: " + ", ".join(
+        f"{n} workers {100 * med(n, 'idle'):.1f}" for n in per_task))
+    print("daskfarm / raw stream per task: " + ", ".join(
+        f"{n} workers {med(n, 'farm') / med(n, 'stream'):.2f}x" for n in per_task))
+    print(f"per task, {largest} vs 2 workers: {med(largest, 'farm') / med(2, 'farm'):.2f}x "
+          f"daskfarm, {med(largest, 'stream') / med(2, 'stream'):.2f}x raw stream, "
+          f"{med(largest, 'map') / med(2, 'map'):.2f}x raw map")
     if progress:
-        task = med(per_task[largest], "farm")
-        event = med(progress, "per_message")
-        idle_per_worker = med(per_task[largest], "idle") / largest
+        task = med(largest, "farm")
+        event = statistics.median(r["1/s"]["per_message"] for r in progress)
+        idle_worker = med(largest, "idle") / largest
         print()
-        print(f"# projection: 100 ms items, one per Dask task; per-task cost measured at "
-              f"{largest} workers ({1e6 * task:.0f} us), per event {1e6 * event:.0f} us, "
-              f"idle {1e6 * idle_per_worker:.0f} us/s per worker")
+        print(f"# projection, 100 ms items (one per Dask task): per task "
+              f"{1e6 * task:.0f} us (daskfarm, batch_size=1, {largest} workers), per event "
+              f"{1e6 * event:.0f} us (the 1/s row: about one message per batch, as a "
+              f"single-thread worker sends them)")
         for p in (0, 1):
-            w_max = 0.1 / (task + p * event)
-            w_idle = 1.0 / (10 * (task + p * event) + idle_per_worker)
-            print(f"  p={p} event per item: one scheduler core feeds W_max = 0.1 s / "
-                  f"({1e6 * task:.0f} us + {p} x {1e6 * event:.0f} us) = {w_max:,.0f} workers "
-                  f"({w_idle:,.0f} with each worker's idle heartbeat cost)")
+            cost = task + p * event
+            print(f"  p={p}: W_max = 0.1 s / ({1e6 * task:.0f} + {p} x {1e6 * event:.0f} us) "
+                  f"= {0.1 / cost:.0f} workers; with each worker's idle cost "
+                  f"({1e6 * idle_worker:.0f} us/s) added: {1 / (10 * cost + idle_worker):.0f}")
 
 
 if __name__ == "__main__":

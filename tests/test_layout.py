@@ -104,3 +104,13 @@ def test_worker_code_loads_nothing_of_the_client_store_or_dashboard():
 
 def test_public_names_load_on_first_use():
     assert _loaded_after("from daskfarm import report, FarmError, Farm") != []
+
+
+def test_a_farm_without_a_dashboard_never_imports_bokeh():
+    # the farm page lives on the dashboard: without one, Bokeh's import (half a second of
+    # the Farm's start) is skipped
+    statement = ("from daskfarm import Farm; farm = Farm(n_workers=1, processes=False, "
+                 "dashboard=False); assert farm.panel_link is None; farm.close()")
+    loaded = _loaded_after(statement, ("bokeh",))
+    assert [m for m in loaded if m.split(".")[0] == "bokeh"] == []
+    assert "daskfarm.client.feeder" in loaded  # the statement did run a Farm

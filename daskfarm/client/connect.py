@@ -82,6 +82,8 @@ class Connection:
     cluster: Any = None
     owns_client: bool = False
     owns_cluster: bool = False
+    #: the Farm's own LocalCluster started without a dashboard: no farm page either
+    no_dashboard: bool = False
 
     def close(self) -> None:
         if self.owns_client:
@@ -175,7 +177,8 @@ def _start_local(n_workers, threads_per_worker, processes, security, dashboard,
             cluster.close()
             raise
     logger.info("started a LocalCluster with %d workers at %s", n, cluster.scheduler_address)
-    return Connection(client=client, cluster=cluster, owns_client=True, owns_cluster=True)
+    return Connection(client=client, cluster=cluster, owns_client=True, owns_cluster=True,
+                      no_dashboard=not dashboard)
 
 
 @contextlib.contextmanager

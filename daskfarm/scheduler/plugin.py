@@ -79,6 +79,10 @@ class FarmPlugin(SchedulerPlugin):
         The secret that unlocks the panel's controls. Generated when not given.
     controls : bool
         False makes the panel read-only for everybody.
+    page : bool
+        Serve the farm page on the scheduler's HTTP server (with or without Dask's own
+        dashboard pages). False serves none, and never imports Bokeh: a ``Farm`` asks for
+        that when it starts a LocalCluster without a dashboard.
 
     Examples
     --------
@@ -90,9 +94,10 @@ class FarmPlugin(SchedulerPlugin):
 
     name = PLUGIN_NAME
 
-    def __init__(self, token: str | None = None, controls: bool = True):
+    def __init__(self, token: str | None = None, controls: bool = True, page: bool = True):
         self.token = token or secrets.token_urlsafe(24)
         self.controls = controls
+        self.page = page
         self.scheduler: Any = None
         self.runs: dict[str, RunRecord] = {}
         self.finished: deque[str] = deque()
@@ -104,7 +109,7 @@ class FarmPlugin(SchedulerPlugin):
 
     def __getstate__(self) -> dict:
         # Pickled by value to reach the scheduler: only the settings travel.
-        return {"token": self.token, "controls": self.controls}
+        return {"token": self.token, "controls": self.controls, "page": self.page}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
@@ -122,6 +127,9 @@ class FarmPlugin(SchedulerPlugin):
         for ws in scheduler.workers.values():
             self.worker_index.assign(str(ws.name), ws.address, scheduler.workers.values())
         self._summary_pc = _distributed.periodic(self._tick, 1.0)
+        if not self.page:  # nor Bokeh's import: half a second of a Farm's start
+            logger.debug("no /farm page asked for")
+            return
         try:
             from daskfarm.dashboard import serve
         except ImportError:  # bokeh missing on this scheduler: the farm works without a page
@@ -326,7 +334,8 @@ class FarmPlugin(SchedulerPlugin):
         mount = self._mount
         return {"version": __version__, "token": self.token if self.controls else None,
                 "controls": self.controls,
-                "panel_path": f"{mount.prefix}farm" if mount is not None else None}
+                "panel_path": f"{mount.prefix}farm" if mount is not None else None,
+                "page": mount is not None}
 
     async def _handle_hard_stop(self, workers: list, reason: str = "daskfarm hard stop") -> dict:
         """Restart these worker processes through their nannies; their other tasks are
