@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 #: runs whose client has not sent anything for this long (and is gone) are ended
 IDLE_RUN = 60.0
+#: topics the plugin consumes (from workers and Farms) and the broker need not keep
+_INBOUND = frozenset({PROGRESS_TOPIC, RUN_TOPIC, TIMEOUT_TOPIC})
 
 
 class FarmPlugin(SchedulerPlugin):
@@ -155,6 +157,10 @@ class FarmPlugin(SchedulerPlugin):
     # -- scheduler hooks -----------------------------------------------------------------
 
     def log_event(self, topic: str, msg: Any) -> None:
+        if topic in _INBOUND:
+            # the plugin keeps the live state; the broker's copies (the last 1,000 events of
+            # each topic: progress batches, plot points) only held memory
+            _distributed.forget_events(self.scheduler, topic)
         if topic == PROGRESS_TOPIC:
             worker = msg.get("worker", "") if isinstance(msg, dict) else ""
             for item_msg in msg.get("batch", ()) if isinstance(msg, dict) else ():
