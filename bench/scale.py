@@ -1,38 +1,47 @@
 """Scale figures for one scheduler: its CPU per item, per Dask task and per progress event,
-how the per-task cost grows with the number of workers, and the largest cluster it can feed.
+how the per-task cost moves with the number of workers, and the largest cluster it can feed.
 
 Run from the repository root (about 5 minutes)::
 
-    python bench/scale.py [--reps 3] [--items 10000] [--tasks 2000] [--workers 8,32,64]
+    python bench/scale.py [--reps 3] [--items 6000] [--tasks 600] [--workers 2,8,32,64]
+                          [--seconds 4]
 
-The scheduler is a real ``dask scheduler`` subprocess (Dask's default settings, dashboard
-on 127.0.0.1), so its CPU time (user + system, every thread, ``psutil``) is its own: no
-client, worker or feeder shares the process. The Farm connects to it with
-``Farm(address)`` and installs its plugin there, as on a cluster. Every figure is the
-scheduler's CPU over the run minus its idle rate (measured just before, on the same
-workers) times the run's wall time; medians of ``--reps``:
+The scheduler is a real ``dask scheduler`` subprocess (Dask's default settings, dashboard on
+127.0.0.1), so its CPU time is its own: no client, worker or feeder shares the process. It
+is read from Linux's per-thread schedstat (nanoseconds; psutil's 10 ms ticks elsewhere). The
+Farm connects with ``Farm(address)`` and installs its plugin there, as on a cluster. Each
+figure is the scheduler's CPU in a window minus its idle rate (measured just before, on the
+same workers) times the window; medians (min-max) of ``--reps``:
 
-* per item, batched: ``--items`` 1 ms items with ``batch_size="auto"``, on 2 ``dask worker``
-  processes x 1 thread (the tasks the scheduler saw are counted on it);
-* per Dask task: ``--tasks`` no-ops with ``batch_size=1`` (one item per task, as daskfarm
-  sends items of 50 ms or more), and raw Dask's ``client.map`` of the same no-ops;
-* per task against the number of workers: the same at 8, 32 and 64 single-thread workers
-  hosted as threads in one other process (``processes=False``'s thread workers, but with the
-  scheduler still in a process of its own);
-* per progress event: at the largest worker count, one item per worker for ``--seconds``,
-  calling ``report(fraction, message)`` with a new message every 50 ms, against the same
-  items that never report; the events are counted on the scheduler (the plugin's report()
-  messages, and Dask's ``log_event`` batches that carried them), not assumed from the
-  throttle (one message per item per 0.1 s at most when the message changes, one batch per
-  worker every 0.2 s).
+* per item, batched: a whole run of ``--items`` 1 ms items, ``batch_size="auto"``, on 2
+  ``dask worker`` processes x 1 thread (the Dask tasks are counted on the scheduler);
+* per Dask task: no-ops with ``batch_size=1`` (one item per task, as daskfarm sends items of
+  50 ms or more) from an endless generator, ``--tasks`` results measured after a fifth as
+  many (steady state: no start-up, tail or per-run cost). Raw Dask on the same workers:
+  ``raw submit`` keeps the same window (2 per worker thread) with one ``client.submit`` per
+  task, as daskfarm's feeder does; ``raw stream`` replaces each finished set with one
+  ``client.map`` (bench/memory.py's driver); ``raw map`` is one ``client.map`` of all and
+  one gather (Dask's cheapest case, a whole run);
+* against the number of workers: the same on 2, 8, 32 and 64 single-thread workers hosted in
+  one other process (the thread workers of ``processes=False``, with the scheduler still in
+  a process of its own; ``dask worker --no-nanny`` refuses ``--nworkers``);
+* per progress event, at the largest count: one item per worker, all running, for a
+  ``--seconds`` window: items that report every 50 ms with the same message (the throttle
+  sends one per second: ``1/s``) or a new one (sent every 0.1 s: ``10/s``), against items
+  that never report. Events are counted on the scheduler, not assumed: the plugin's report()
+  messages, and the ``log_event`` batches that carried them (the workers' outbox flushes
+  every 0.2 s). The in-process handler (Scheduler.log_worker_event, the broker, the plugin)
+  is timed on the scheduler too, to tell it from the comm.
 
 Projection: with 100 ms items (one per Dask task) and ``p`` progress events per item, one
 scheduler core saturates at ``W_max = 0.1 s / (cpu_per_task(W) + p * cpu_per_event)``
-workers, with the per-task cost measured at the largest worker count; the same with the
-idle cost per worker (heartbeats) added to each worker's share is printed too.
+workers, with the per-task cost measured at the largest worker count and, per event, the
+cost of one log_event batch (every event in a batch of its own: an upper bound); the same
+with each worker's idle cost (heartbeats) is printed too.
 
-The machine is shared: figures are CPU time (not wall), which noise moves less, but read them
-as upper bounds.
+Read the per-task figures with the throughput next to them: at higher task rates Dask packs
+more messages per comm read, so the cost per task falls. The machine is shared (CPU time
+moves less than wall time under load, but read the figures as upper bounds).
 """
 
 from __future__ import annotations
@@ -311,11 +320,19 @@ def farm_tasks(farm, meter: Meter, warm: int, n: int) -> dict:
     return out
 
 
-def raw_stream(client, meter: Meter, warm: int, n: int, window: int) -> dict:
-    """Raw Dask fed as a stream (bench/memory.py's driver): ``window`` no-ops in flight, each
-    finished set gathered and replaced by one ``client.map``; measured as farm_tasks."""
+def raw_stream(client, meter: Meter, warm: int, n: int, window: int, each: bool) -> dict:
+    """Raw Dask fed as a stream: ``window`` no-ops in flight, each finished set gathered and
+    replaced, by one ``client.submit`` per task (``each``, as daskfarm's feeder submits each
+    Dask task) or by one ``client.map`` per set (bench/memory.py's driver); measured as
+    farm_tasks."""
     items = itertools.count()
-    ac = as_completed(client.map(_work.noop, [next(items) for _ in range(window)], pure=False))
+
+    def submit(k: int) -> list:
+        if each:
+            return [client.submit(_work.noop, next(items), pure=False) for _ in range(k)]
+        return client.map(_work.noop, [next(items) for _ in range(k)], pure=False)
+
+    ac = as_completed(submit(window))
     done, out = 0, None
     for batch in ac.batches():
         client.gather(batch)
@@ -325,7 +342,7 @@ def raw_stream(client, meter: Meter, warm: int, n: int, window: int) -> dict:
         if done >= warm + n:
             out = meter.stop()
             break
-        ac.update(client.map(_work.noop, [next(items) for _ in batch], pure=False))
+        ac.update(submit(len(batch)))
     client.cancel(list(ac.futures))
     return out
 
@@ -346,14 +363,31 @@ def per_task_round(farm, pid: int, tasks: int) -> dict:
     warm = max(100, tasks // 5)
     f = farm_tasks(farm, meter, warm, tasks)
     time.sleep(SETTLE)
-    s = raw_stream(client, meter, warm, tasks, 2 * farm.nthreads)
+    window = 2 * farm.nthreads  # daskfarm's default buffersize with one item per task
+    e = raw_stream(client, meter, warm, tasks, window, each=True)
+    time.sleep(SETTLE)
+    s = raw_stream(client, meter, warm, tasks, window, each=False)
     time.sleep(SETTLE)
     m = raw_map(client, meter, tasks)
     return {"idle": meter.idle, "farm": f["cpu"] / f["tasks"], "rate": f["tasks"] / f["wall"],
-            "stream": s["cpu"] / s["tasks"], "map": m["cpu"] / m["tasks"]}
+            "submit": e["cpu"] / e["tasks"], "stream": s["cpu"] / s["tasks"],
+            "map": m["cpu"] / m["tasks"]}
 
 
 PROGRESS_MODES = ("silent", "1/s", "10/s")
+
+
+def _handler_cost(dask_scheduler, run_id: str, n: int, per_batch: int) -> float:
+    """Thread CPU seconds of one in-process ``Scheduler.log_worker_event`` of a progress batch
+    (the broker, then FarmPlugin.log_event) for a live task of ``run_id``; no comm."""
+    key = next(k for k in dask_scheduler.tasks if type(k) is tuple and k[0] == run_id)
+    worker = next(iter(dask_scheduler.workers))
+    t0 = time.thread_time()
+    for _ in range(n):
+        batch = [{"run": run_id, "key": list(key), "i": key[1], "frac": 0.5, "msg": "running",
+                  "elapsed": 1.0} for _ in range(per_batch)]
+        dask_scheduler.log_worker_event(worker, "daskfarm-progress", {"batch": batch})
+    return (time.thread_time() - t0) / n
 
 
 def progress_round(farm, pid: int, n_items: int, seconds: float) -> dict:
@@ -362,7 +396,7 @@ def progress_round(farm, pid: int, n_items: int, seconds: float) -> dict:
     rates = {}
     for mode in PROGRESS_MODES:
         meter = Meter(farm.client, pid, 0.0)
-        task = partial(reporting_item, seconds=seconds + 3.0, mode=mode, n=n_items)
+        task = partial(reporting_item, seconds=seconds + 2.5, mode=mode, n=n_items)
         run = farm.map(task, range(n_items), batch_size=1, buffersize=n_items,
                        progress=False, name=f"scale-{mode.replace('/', '-')}")
         deadline = time.monotonic() + 30
@@ -372,6 +406,9 @@ def progress_round(farm, pid: int, n_items: int, seconds: float) -> dict:
         meter.start()
         time.sleep(seconds)
         rates[mode] = meter.stop()
+        if mode == "1/s":
+            handler = [farm.client.run_on_scheduler(_handler_cost, run_id=run.run_id, n=2000,
+                                                    per_batch=k) for k in (1, 10)]
         summary = run.wait()
         assert summary.done == n_items, summary
     out = {}
@@ -381,6 +418,8 @@ def progress_round(farm, pid: int, n_items: int, seconds: float) -> dict:
         out[mode] = {"extra": extra, "messages": w["messages"], "batches": w["batches"],
                      "per_message": extra / max(w["messages"], 1),
                      "per_batch": extra / max(w["batches"], 1)}
+    out["handler_batch"] = handler[0]
+    out["handler_message"] = (handler[1] - handler[0]) / 9
     return out
 
 
@@ -396,11 +435,12 @@ def us(values: list[float], spec: str = ".0f") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--items", type=int, default=10_000, help="1 ms items, batched")
-    parser.add_argument("--tasks", type=int, default=1_000, help="no-ops with batch_size=1")
-    parser.add_argument("--workers", default="8,32,64",
-                        help="thread-worker counts (the 2-worker row is 2 processes)")
-    parser.add_argument("--seconds", type=float, default=6.0,
+    parser.add_argument("--items", type=int, default=6_000, help="1 ms items, batched")
+    parser.add_argument("--tasks", type=int, default=600,
+                        help="no-ops with batch_size=1, measured after a fifth as many")
+    parser.add_argument("--workers", default="2,8,32,64",
+                        help="thread-worker counts (plus a row of 2 worker processes)")
+    parser.add_argument("--seconds", type=float, default=4.0,
                         help="length of each item of the progress runs")
     parser.add_argument("--host-workers", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -412,7 +452,7 @@ def main() -> None:
     from daskfarm import Farm
 
     batched: list[dict] = []
-    per_task: dict[int, list[dict]] = {2: []}
+    per_task: dict[int | str, list[dict]] = {"2p": []}
     progress: list[dict] = []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, DaskProcesses(tmp) as procs:
@@ -430,12 +470,10 @@ def main() -> None:
                 w = batched_run(farm, Meter(client, pid, idle), args.items)
                 batched.append({"per_item": w["cpu"] / args.items, "tasks": w["tasks"]})
                 r = per_task_round(farm, pid, args.tasks)
-                per_task[2].append(r)
+                per_task["2p"].append(r)
                 print(f"  rep {rep + 1}: idle {100 * idle:.1f} % of a core; "
                       f"{args.items:,} 1 ms items {1e6 * batched[-1]['per_item']:.1f} us/item "
-                      f"in {w['tasks']} tasks; batch_size=1 {1e6 * r['farm']:.0f} us/task "
-                      f"({r['rate']:.0f}/s), raw stream {1e6 * r['stream']:.0f}, "
-                      f"raw map {1e6 * r['map']:.0f}", flush=True)
+                      f"in {w['tasks']} tasks; per task: {round_line(r)}", flush=True)
             procs.stop_workers()
             wait_workers(client, 0)
             for n in counts:
@@ -447,11 +485,9 @@ def main() -> None:
                 for rep in range(args.reps):
                     r = per_task_round(farm, pid, args.tasks)
                     per_task[n].append(r)
-                    print(f"  rep {rep + 1}: idle {100 * r['idle']:.1f} % of a core; "
-                          f"batch_size=1 {1e6 * r['farm']:.0f} us/task ({r['rate']:.0f}/s), "
-                          f"raw stream {1e6 * r['stream']:.0f}, raw map {1e6 * r['map']:.0f}",
-                          flush=True)
-                if n == counts[-1]:
+                    print(f"  rep {rep + 1}: idle {100 * r['idle']:.1f} % of a core; per task: "
+                          f"{round_line(r)}", flush=True)
+                if n == max(counts):
                     # sets the phases of the workers' outbox flushes (see reporting_item)
                     farm.map(partial(reporting_item, seconds=1.0, mode="10/s", n=n), range(n),
                              batch_size=1, buffersize=n, progress=False).wait()
@@ -465,57 +501,86 @@ def main() -> None:
                 procs.stop_workers()
                 wait_workers(client, 0)
     elapsed = time.perf_counter() - t_start
+    report_figures(args, batched, per_task, progress, elapsed)
 
-    largest = max(per_task)
-    print()
-    print(f"# scheduler CPU beyond idle, us, median (min-max) of {args.reps}; {elapsed:.0f} s")
-    header = f"{'figure':50} {'daskfarm':>17} {'raw stream':>17} {'raw map':>17}"
-    print(header)
-    print("-" * len(header))
-    print(f"{'per item, 1 ms items, batch_size=auto, 2 workers':50} "
-          f"{us([b['per_item'] for b in batched], '.2f'):>17} {'-':>17} {'-':>17}")
-    tasks = statistics.median(b["tasks"] for b in batched)
-    print(f"{'  items per Dask task':50} {args.items / tasks:>17.0f} {'-':>17} {'-':>17}")
-    for n, rows in per_task.items():
-        label = f"per Dask task, batch_size=1, {n} " + ("worker processes" if n == 2 else
-                                                         "thread workers")
-        print(f"{label:50} {us([r['farm'] for r in rows]):>17} "
-              f"{us([r['stream'] for r in rows]):>17} {us([r['map'] for r in rows]):>17}")
-    if progress:
-        for mode in PROGRESS_MODES[1:]:
-            rows = [r[mode] for r in progress]
-            per_batch = statistics.median(r["messages"] / max(r["batches"], 1) for r in rows)
-            label = f"per progress event, {mode} per item ({per_batch:.1f}/batch)"
-            print(f"{label:50} {us([r['per_message'] for r in rows]):>17} "
-                  f"{'-':>17} {'-':>17}")
-            print(f"{'  per log_event batch':50} {us([r['per_batch'] for r in rows]):>17} "
-                  f"{'-':>17} {'-':>17}")
 
-    def med(n: int, key: str) -> float:
+def round_line(r: dict) -> str:
+    return (f"daskfarm {1e6 * r['farm']:.0f} us ({r['rate']:.0f}/s), raw submit "
+            f"{1e6 * r['submit']:.0f}, raw stream {1e6 * r['stream']:.0f}, raw map "
+            f"{1e6 * r['map']:.0f}")
+
+
+def report_figures(args, batched: list, per_task: dict, progress: list, elapsed: float) -> None:
+    threads = [n for n in per_task if n != "2p"]
+    largest = max(threads) if threads else "2p"
+    smallest = min(threads) if threads else "2p"
+    dash = "-"
+
+    def label(n) -> str:
+        return "2 worker processes" if n == "2p" else f"{n} thread workers"
+
+    def med(n, key: str) -> float:
         return statistics.median(r[key] for r in per_task[n])
 
     print()
-    print("idle scheduler, % of a core: " + ", ".join(
-        f"{n} workers {100 * med(n, 'idle'):.1f}" for n in per_task))
-    print("daskfarm / raw stream per task: " + ", ".join(
-        f"{n} workers {med(n, 'farm') / med(n, 'stream'):.2f}x" for n in per_task))
-    print(f"per task, {largest} vs 2 workers: {med(largest, 'farm') / med(2, 'farm'):.2f}x "
-          f"daskfarm, {med(largest, 'stream') / med(2, 'stream'):.2f}x raw stream, "
-          f"{med(largest, 'map') / med(2, 'map'):.2f}x raw map")
+    print(f"# scheduler CPU beyond idle, us, median (min-max) of {args.reps}; {elapsed:.0f} s")
+    columns = ("daskfarm", "raw submit", "raw stream", "raw map")
+    header = f"{'figure':48}" + "".join(f" {c:>17}" for c in columns)
+    print(header)
+    print("-" * len(header))
+
+    def line(name: str, *cells: str) -> None:
+        cells = cells + (dash,) * (len(columns) - len(cells))
+        print(f"{name:48}" + "".join(f" {c:>17}" for c in cells))
+
+    line("per item, 1 ms items, batch_size=auto, 2 procs",
+         us([b["per_item"] for b in batched], ".2f"))
+    tasks = statistics.median(b["tasks"] for b in batched)
+    line("  items per Dask task", f"{args.items / tasks:.0f}")
+    for n, rows in per_task.items():
+        line("per Dask task, batch_size=1, " + label(n),
+             *(us([r[k] for r in rows]) for k in ("farm", "submit", "stream", "map")))
     if progress:
-        task = med(largest, "farm")
-        event = statistics.median(r["1/s"]["per_message"] for r in progress)
-        idle_worker = med(largest, "idle") / largest
-        print()
-        print(f"# projection, 100 ms items (one per Dask task): per task "
-              f"{1e6 * task:.0f} us (daskfarm, batch_size=1, {largest} workers), per event "
-              f"{1e6 * event:.0f} us (the 1/s row: about one message per batch, as a "
-              f"single-thread worker sends them)")
-        for p in (0, 1):
-            cost = task + p * event
-            print(f"  p={p}: W_max = 0.1 s / ({1e6 * task:.0f} + {p} x {1e6 * event:.0f} us) "
-                  f"= {0.1 / cost:.0f} workers; with each worker's idle cost "
-                  f"({1e6 * idle_worker:.0f} us/s) added: {1 / (10 * cost + idle_worker):.0f}")
+        for mode in PROGRESS_MODES[1:]:
+            rows = [r[mode] for r in progress]
+            ratio = statistics.median(r["messages"] / max(r["batches"], 1) for r in rows)
+            line(f"per progress event, {mode} per item ({ratio:.1f}/batch)",
+                 us([r["per_message"] for r in rows]))
+            line("  per log_event batch", us([r["per_batch"] for r in rows]))
+        line("  in-process handler, per batch (no comm)",
+             us([r["handler_batch"] for r in progress], ".1f"))
+        line("  in-process handler, per further message",
+             us([r["handler_message"] for r in progress], ".1f"))
+    print()
+    print("idle scheduler, % of a core: " + ", ".join(
+        f"{label(n)} {100 * med(n, 'idle'):.1f}" for n in per_task))
+    print("daskfarm tasks/s in the measured window: " + ", ".join(
+        f"{label(n)} {med(n, 'rate'):.0f}" for n in per_task))
+    print("daskfarm / raw submit per task: " + ", ".join(
+        f"{label(n)} {med(n, 'farm') / med(n, 'submit'):.2f}x" for n in per_task))
+    if largest != smallest:
+        print(f"per task, {largest} vs {smallest} thread workers: " + ", ".join(
+            f"{c} {med(largest, k) / med(smallest, k):.2f}x"
+            for c, k in zip(columns, ("farm", "submit", "stream", "map"))))
+    if not progress:
+        return
+    task = med(largest, "farm")
+    # one log_event batch per event: what a worker sends when each of its flushes (every
+    # 0.2 s) carries one message; 100 ms items with p=1 put about two in a batch
+    event = statistics.median(r["10/s"]["per_batch"] for r in progress)
+    idle_worker = ((med(largest, "idle") - med(smallest, "idle")) / (largest - smallest)
+                   if largest != smallest else med(largest, "idle") / largest)
+    print()
+    print(f"# projection, 100 ms items, one per Dask task: per task {1e6 * task:.0f} us "
+          f"(daskfarm, batch_size=1, {label(largest)}); per event {1e6 * event:.0f} us "
+          f"(one log_event batch, the 10/s row: each event in a batch of its own, an upper "
+          f"bound); idle {1e6 * idle_worker:.0f} us/s per extra worker ({smallest} to "
+          f"{largest} thread workers)")
+    for p in (0, 1):
+        cost = task + p * event
+        print(f"  p={p}: W_max = 0.1 s / ({1e6 * task:.0f} + {p} x {1e6 * event:.0f} us) "
+              f"= {0.1 / cost:.0f} workers; with the idle cost per worker: "
+              f"{1 / (10 * cost + idle_worker):.0f}")
 
 
 if __name__ == "__main__":
