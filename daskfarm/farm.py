@@ -123,7 +123,6 @@ class Farm:
         self._engines: dict[str, tuple] = {}  # run id -> (RunState, Feeder)
         self._owned_stores: list = []
         self._panel_path: str | None = None
-        self._has_page = False  # the scheduler serves the /farm page
         self._current_tokens: list = []  # one per `with` block (Farm.__enter__)
         self._conn = connect(address, n_workers=n_workers, threads_per_worker=threads_per_worker,
                              processes=processes, security=security, dashboard=dashboard,
@@ -153,7 +152,6 @@ class Farm:
                 if client.run_on_scheduler(_distributed.has_handler, name=INFO_HANDLER):
                     info = client.sync(getattr(client.scheduler, INFO_HANDLER))
                     self._panel_path = info.get("panel_path")
-                    self._has_page = info.get("page", True)
                     # controls=False here: this Farm's link carries no token, whatever the
                     # scheduler's own setting (it was started by somebody else)
                     return (info.get("token") if controls else None), True
@@ -164,7 +162,6 @@ class Farm:
                                               page=not self._conn.no_dashboard))
             info = client.sync(getattr(client.scheduler, INFO_HANDLER))
             self._panel_path = info.get("panel_path")
-            self._has_page = info.get("page", True)
             return info.get("token"), True
         except Exception as exc:
             logger.warning(
@@ -217,15 +214,14 @@ class Farm:
         when the scheduler cannot load daskfarm's plugin (and so serves no panel).
         """
         link = self.dashboard_link
-        if not link or not self._plugin or not self._has_page:  # no page to link to
+        # the plugin reports the page's path (it knows --dashboard-prefix, which the client
+        # does not), or None when it mounted no page
+        path = self._panel_path
+        if not link or not self._plugin or not path:
             return None
         base = link.rsplit("/status", 1)[0] if link.endswith("/status") else link.rstrip("/")
-        path = self._panel_path  # knows --dashboard-prefix, which the client does not
-        if path:
-            parts = urllib.parse.urlsplit(base)
-            url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-        else:
-            url = f"{base}/farm"
+        parts = urllib.parse.urlsplit(base)
+        url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
         return f"{url}?token={self._token}" if self._token else url
 
     @property

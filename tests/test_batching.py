@@ -78,7 +78,7 @@ def test_the_window_counts_batches_and_the_start_ramps():
 def test_a_buffersize_holds_two_batches_per_thread():
     sizer = BatchSizer()
     sizer.observe(1, 0.0001)  # would make batches of 1,250 items
-    assert sizer.next_size(threads=2, remaining=None, cap=40, window=40) == 10
+    assert sizer.next_size(threads=2, remaining=None, cap=40, buffersize=40) == 10
     # with 10 items of room left while batches run, a batch of 10 goes; with 4, it waits
-    assert sizer.next_size(threads=2, remaining=None, cap=10, window=40, busy=True) == 10
-    assert sizer.next_size(threads=2, remaining=None, cap=4, window=40, busy=True) == 0
+    assert sizer.next_size(threads=2, remaining=None, cap=10, buffersize=40, busy=True) == 10
+    assert sizer.next_size(threads=2, remaining=None, cap=4, buffersize=40, busy=True) == 0

@@ -129,12 +129,12 @@ class BatchSizer:
         return self.window(threads) * self.size
 
     def next_size(self, *, threads: int, remaining: int | None, cap: int | None,
-                  busy: bool = False, window: int | None = None, batches: int = 0) -> int:
+                  busy: bool = False, buffersize: int | None = None, batches: int = 0) -> int:
         """The size of the next batch; 0 means wait until a running batch comes back.
 
         ``remaining`` (items not yet submitted, when known) shrinks the batches of the tail
         (see the module docstring); ``cap`` is the room left, in items, under ``buffersize``
-        or the default window, and ``window`` the ``buffersize`` itself. ``busy`` says other
+        or the default window, and ``buffersize`` the user's limit itself. ``busy`` says other
         batches are running: a cap below half the batch then waits for room instead of
         sending a sliver. ``batches`` is the number in flight, which sets the start's ramp.
         """
@@ -142,8 +142,8 @@ class BatchSizer:
         threads = max(threads, 1)
         if not self.fixed and self.per_item is None:
             size = 2 ** min(batches // threads, RAMP - 1)
-        if not self.fixed and window is not None:
-            size = min(size, max(1, window // (2 * threads)))
+        if not self.fixed and buffersize is not None:
+            size = min(size, max(1, buffersize // (2 * threads)))
         if not self.fixed and remaining is not None:
             smallest = self.smallest()
             size = min(size, max(smallest, math.ceil(remaining / (2 * threads))))

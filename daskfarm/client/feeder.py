@@ -160,7 +160,7 @@ class Feeder:
                 return
             size = self.sizer.next_size(threads=self.threads,
                                         remaining=state.remaining(self.source.pulled), cap=room,
-                                        busy=bool(self.in_flight), window=state.buffersize,
+                                        busy=bool(self.in_flight), buffersize=state.buffersize,
                                         batches=len(self.in_flight))
             if size == 0:  # the room left is a sliver: wait for a batch to come back
                 return

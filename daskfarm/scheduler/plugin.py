@@ -340,8 +340,7 @@ class FarmPlugin(SchedulerPlugin):
         mount = self._mount
         return {"version": __version__, "token": self.token if self.controls else None,
                 "controls": self.controls,
-                "panel_path": f"{mount.prefix}farm" if mount is not None else None,
-                "page": mount is not None}
+                "panel_path": f"{mount.prefix}farm" if mount is not None else None}
 
     async def _handle_hard_stop(self, workers: list, reason: str = "daskfarm hard stop") -> dict:
         """Restart these worker processes through their nannies; their other tasks are
