@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -162,17 +163,13 @@ def stop(proc: subprocess.Popen) -> None:
     """SIGTERM the process's session, SIGKILL it 20 s later if it is still there."""
     if proc.poll() is not None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):  # the session has ended by itself
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
         try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=20)
+            proc.wait(timeout=20)
 
 
 def host_workers(address: str, n: int) -> None:
@@ -208,11 +205,9 @@ def cpu_seconds(pid: int) -> float:
     3x the noise on a 3 s window)."""
     total, found = 0, False
     for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        try:
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a thread that ended
             total += int(path.read_text().split()[0])
             found = True
-        except (OSError, ValueError, IndexError):
-            pass
     if found:
         return total / 1e9
     times = psutil.Process(pid).cpu_times()

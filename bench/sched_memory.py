@@ -55,6 +55,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _work
 from scale import DaskProcesses, wait_workers
 
+from daskfarm import _distributed
+from daskfarm._protocol import PROGRESS_TOPIC
+
 MiB = 1024 * 1024
 SHORT = 100  # items per short run
 
@@ -131,7 +134,7 @@ def _trace_top(dask_scheduler, limit: int = 4) -> list[str]:
 
 
 def _drop_progress_events(dask_scheduler) -> None:
-    dask_scheduler._broker.truncate("daskfarm-progress")
+    _distributed.forget_events(dask_scheduler, PROGRESS_TOPIC)
 
 
 def checkpoint(name: str, client, pid: int, rows: list, trace: bool) -> None:
@@ -162,8 +165,8 @@ def short_run(farm, k: int) -> str:
     else:
         run = farm.map(partial(stepping, seconds=0.1, every=0.02), range(SHORT),
                        batch_size=1, progress=False, name=kind)
-        for _ in itertools.islice(run, 4):
-            pass
+        first = list(itertools.islice(run, 4))
+        assert len(first) == 4, first
         run.cancel()
         summary = run.wait()
         assert summary.cancelled > 0, summary
