@@ -13,7 +13,7 @@ from daskfarm import Failure, FarmStateError, RunSummary
 from tests.conftest import DEADLINE
 
 from . import _tasks
-from .conftest import wait_for
+from .conftest import scheduler_states, wait_for
 
 
 def test_map_returns_every_result(farm):
@@ -185,6 +185,27 @@ def test_auto_batching_on_short_tasks(farm):
     assert len(keys) == 20_000
     # each item returns the Dask key of the task that ran it: batches share a key
     assert len(set(keys)) < 20_000 / 10
+
+
+def test_batches_in_flight_stay_within_two_per_thread(farm, release):
+    # Fast items make the sizer grow its batches; then every item waits. Counted in items,
+    # the window would let slivers go after the growth (the older, smaller batches leave
+    # room); counted in batches it holds two per worker thread.
+    task = functools.partial(_tasks.fast_then_waits, first=200, event_name=release.name)
+    run = farm.map(task, (i for i in range(5000)), progress=False)
+    seen = []
+
+    def settled():
+        states = scheduler_states(farm, run.run_id)
+        seen.append(sum(s != "memory" and s != "released" for s in states))
+        return len(seen) > 20 and len(set(seen[-10:])) == 1 and seen[-1] > 0
+
+    try:
+        wait_for(settled, timeout=DEADLINE / 2, message="the run's batches to be all waiting")
+        assert max(seen) <= 2 * farm.nthreads, seen
+    finally:
+        release.set()
+    assert sorted(run) == list(range(5000))
 
 
 def test_suspend_stops_pulling_and_resume_restarts(farm):
