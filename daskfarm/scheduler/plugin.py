@@ -60,8 +60,6 @@ __all__ = ["FarmPlugin"]
 
 logger = logging.getLogger(__name__)
 
-#: runs whose client has not sent anything for this long (and is gone) are ended
-IDLE_RUN = 60.0
 #: topics the plugin consumes (from workers and Farms) and the broker need not keep
 _INBOUND = frozenset({PROGRESS_TOPIC, RUN_TOPIC, TIMEOUT_TOPIC})
 
