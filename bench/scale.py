@@ -16,7 +16,7 @@ same workers) times the window; medians (min-max) of ``--reps``:
 * per item, batched: a whole run of ``--items`` 1 ms items, ``batch_size="auto"``, on 2
   ``dask worker`` processes x 1 thread (the Dask tasks are counted on the scheduler);
 * per Dask task: no-ops with ``batch_size=1`` (one item per task, as daskfarm sends items of
-  50 ms or more) from an endless generator, ``--tasks`` results measured after a fifth as
+  0.2 s or more) from an endless generator, ``--tasks`` results measured after a fifth as
   many (steady state: no start-up, tail or per-run cost). Raw Dask on the same workers:
   ``raw submit`` keeps the same window (2 per worker thread) with one ``client.submit`` per
   task, as daskfarm's feeder does; ``raw stream`` replaces each finished set with one

@@ -82,3 +82,11 @@ def test_a_buffersize_holds_two_batches_per_thread():
     # with 10 items of room left while batches run, a batch of 10 goes; with 4, it waits
     assert sizer.next_size(threads=2, remaining=None, cap=10, buffersize=40, busy=True) == 10
     assert sizer.next_size(threads=2, remaining=None, cap=4, buffersize=40, busy=True) == 0
+
+
+def test_first_share_and_tail_split_set_the_start_and_the_tail():
+    sizer = BatchSizer(target=0.5, first_share=0.5, tail_split=1.0)
+    sizer.observe(1, 0.001)
+    assert sizer.size == 250  # half the target at the first measurement
+    # the tail takes remaining / (1.0 * threads) instead of remaining / (2 * threads)
+    assert sizer.next_size(threads=2, remaining=400, cap=None) == 200

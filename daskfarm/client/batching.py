@@ -28,8 +28,10 @@ end, 0.90x against 0.96x Pool on 1 ms items), so batches shrink as the run ends 
 worker finishes at about the same time; never below ``min_seconds`` of work, where Dask's
 per-task cost would show again, and the last batch takes what would be left over.
 
-Items of ``LONG_ITEM`` (50 ms) or more always go one per task, so batching never slows a run
-of such items down.
+Items of ``LONG_ITEM`` (0.2 s) or more always go one per task: Dask's cost of a task (about
+5 ms of a 2-core machine's time next to CPU-bound items, bench/README.md) is under 3% of
+them, and batching them would only cost balance across workers. Items of 50-200 ms are
+batched: one per task cost 100 ms items 6-7% of the cores here (0.94x Pool; batched, 0.97x).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import math
 __all__ = ["LONG_ITEM", "RAMP", "BatchSizer"]
 
 #: seconds from which an item always runs in a Dask task of its own
-LONG_ITEM = 0.05
+LONG_ITEM = 0.2
 #: batches per worker thread sent before the first measurement: of 1, 2, ... items
 RAMP = 2
 
@@ -60,6 +62,10 @@ class BatchSizer:
     min_seconds : float
         The least work a batch of the tail holds, and the least worth sending while other
         batches are still running.
+    first_share : float
+        The share of ``target`` the first measurement sets at once.
+    tail_split : float
+        A batch of the tail holds at most ``remaining / (tail_split * threads)`` items.
 
     Examples
     --------
@@ -80,12 +86,15 @@ class BatchSizer:
     """
 
     def __init__(self, fixed: int | None = None, *, target: float = 0.5, max_size: int = 10_000,
-                 growth: float = 4.0, min_seconds: float = 0.04):
+                 growth: float = 4.0, min_seconds: float = 0.04, first_share: float = 0.25,
+                 tail_split: float = 2.0):
         self.fixed = fixed
         self.target = target
         self.max_size = max_size
         self.growth = growth
         self.min_seconds = min_seconds
+        self.first_share = first_share
+        self.tail_split = tail_split
         self.size = fixed or 1
         self.per_item: float | None = None
 
@@ -97,13 +106,13 @@ class BatchSizer:
         first = self.per_item is None
         # exponential average: a few slow items should not collapse a good size at once
         self.per_item = per_item if first else 0.7 * self.per_item + 0.3 * per_item
-        # Items of 50 ms or more gain nothing from batching (Dask's ~2 ms per task is small
-        # next to them) and would only lose balance across workers: one item per task.
+        # Long items gain little from batching (Dask's few ms per task are small next to
+        # them) and would only lose balance across workers: one item per task.
         if self.per_item >= LONG_ITEM:
             self.size = 1
             return
         if first:
-            wanted = max(self.size, int(self.target / 4 / self.per_item))
+            wanted = max(self.size, int(self.target * self.first_share / self.per_item))
         else:
             wanted = max(1, int(self.target / self.per_item))
             if wanted > self.size:
@@ -146,7 +155,7 @@ class BatchSizer:
             size = min(size, max(1, buffersize // (2 * threads)))
         if not self.fixed and remaining is not None:
             smallest = self.smallest()
-            size = min(size, max(smallest, math.ceil(remaining / (2 * threads))))
+            size = min(size, max(smallest, math.ceil(remaining / (self.tail_split * threads))))
             if remaining - size < smallest:  # leave no sliver for a task of its own
                 size = remaining
             size = min(size, max(remaining, 1))
