@@ -290,12 +290,19 @@ def _run_items(loaded: _Loaded, run_id: str, start: int, items: list, worker: An
     # seconds each item ran (its last attempt), kept for the store's provenance columns
     durations: list[float] | None = [] if spec.timed else None
     clock = _reporter._clock
+    # a cancelled batch (its run stopped) ends at the next item, not after all of them
+    batch_cancelled = _distributed.task_cancelled_probe()
     t0 = time.perf_counter()
     _reporter._enter(ctx)
     if spec.timeout is not None:
         watchdog.track(ctx, spec.timeout + spec.grace, worker)
     try:
         for offset, item in enumerate(items):
+            if batch_cancelled():
+                raise TaskCancelled(
+                    f"the batch of run {run_id} from item {start} was cancelled; its items "
+                    f"from {start + offset} on did not run"
+                )
             if cancelled and start + offset in cancelled.get(run_id, ()):
                 marks[offset] = CANCELLED  # cancelled from the panel before it started
                 append(None)

@@ -199,3 +199,11 @@ def interrupts(x):
     if x == 1:
         raise KeyboardInterrupt("inside the task")
     return (x, os.getpid())
+
+
+def first_waits(x, event: str, directory=None):
+    """Marks its start; item 0 then waits for ``event`` without report(), the others return."""
+    _mark(directory, f"start-{x}")
+    if x == 0 and not Event(event).wait(DEADLINE):
+        raise TimeoutError("the test never released this task")
+    return x

@@ -48,6 +48,36 @@ def test_items_that_never_report_are_stopped_hard_after_the_grace(farm, tmp_path
         assert len(dm) == 0 and not dm.failures()  # cancelled is not failed
 
 
+def _worker_states(run_id, dask_worker=None):
+    return [ts.state for key, ts in dask_worker.state.tasks.items()
+            if type(key) is tuple and key[0] == run_id]
+
+
+def test_a_cancelled_batch_stops_at_its_next_item(farm, tmp_path, release):
+    # One batch of 20: item 0 waits (silently) for the event, the others would be instant.
+    # Cancelled while item 0 runs, the batch must end when item 0 returns, cooperatively:
+    # no later item starts and no worker process is restarted.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    before = pids(farm)
+    task = functools.partial(_tasks.first_waits, event=release.name, directory=str(marks))
+    run = farm.map(task, range(20), batch_size=20, progress=False)
+    wait_for(lambda: _tasks.marks(marks) == ["start-0"], timeout=DEADLINE, message="item 0")
+    stopper = threading.Thread(target=run.cancel, kwargs={"grace": 2 * DEADLINE})
+    stopper.start()
+    try:
+        wait_for(lambda: any("cancelled" in states for states in
+                             farm.client.run(_worker_states, run.run_id).values()),
+                 timeout=DEADLINE, message="the worker to learn of the cancel")
+    finally:
+        release.set()
+    stopper.join(DEADLINE)
+    assert not stopper.is_alive(), "cancel() did not return once item 0 ended"
+    assert run.status == "cancelled"
+    assert _tasks.marks(marks) == ["start-0"]  # items 1-19 never started
+    assert pids(farm) == before  # stopped between items, not by a restart
+
+
 def test_a_second_cancel_stops_hard_at_once(farm, tmp_path, release):
     marks = tmp_path / "marks"
     marks.mkdir()
