@@ -265,6 +265,31 @@ async def restart_worker(scheduler, address: str, *, reason: str, timeout: float
 # -- client side -------------------------------------------------------------------------
 
 
+def keep_restarting_nannies(cluster) -> None:
+    """Stop a SpecCluster (LocalCluster) from closing the nanny of a worker that a hard stop
+    restarts.
+
+    On every worker removal, ``SpecCluster._update_worker_status`` schedules a check
+    ``distributed.deploy.lost-worker-timeout`` (15 s) later that closes the worker's nanny for
+    good if no worker of that name is connected *at that instant*. Hard stops restart worker
+    processes every few seconds; a check of an earlier removal that lands while a later
+    restart is under way closed both nannies and left the cluster with no workers (found by
+    bench/stop.py --repeat 5). The nannies of a Farm's own cluster restart their workers
+    themselves, so removals only update the cluster's view (``Cluster``'s own handler).
+    """
+    from distributed.deploy.cluster import Cluster
+
+    if not hasattr(cluster, "worker_spec"):  # not a SpecCluster: nothing closes nannies
+        return
+    base = Cluster._update_worker_status
+
+    def update(op, msg):
+        base(cluster, op, msg)
+
+    cluster._update_worker_status = update
+
+
+
 def scheduler_id(client) -> str | None:
     """The id of the scheduler the client is connected to, as of its last (re)connection.
 

@@ -171,6 +171,7 @@ def _start_local(n_workers, threads_per_worker, processes, security, dashboard,
     kwargs.update(cluster_kwargs)
     with dask.config.set(local_cluster_config()), workers_skip_script():
         cluster = LocalCluster(**kwargs)
+        _distributed.keep_restarting_nannies(cluster)  # hard stops restart workers
         try:
             client = Client(cluster, set_as_default=False, direct_to_workers=True)
         except BaseException:

@@ -78,6 +78,27 @@ def test_a_cancelled_batch_stops_at_its_next_item(farm, tmp_path, release):
     assert pids(farm) == before  # stopped between items, not by a restart
 
 
+def test_workers_come_back_after_hard_stops_whatever_the_lost_worker_timeout(farm, tmp_path,
+                                                                            release):
+    # A LocalCluster closes the nanny of a worker that is still absent lost-worker-timeout
+    # after its removal; with a timeout shorter than a restart, that is every hard stop. The
+    # Farm's own cluster keeps its nannies, which restart the workers.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    task = functools.partial(_tasks.silent, event=release.name, directory=str(marks))
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "100ms"}):
+        for round_ in range(2):
+            run = farm.map(task, range(2), batch_size=1, progress=False)
+            wait_for(lambda n=2 * (round_ + 1): len(_tasks.marks(marks)) == n,
+                     timeout=DEADLINE, message="two silent items")
+            run.cancel(grace=0)
+            wait_for(lambda: len(farm.client.nthreads()) == 2, timeout=DEADLINE / 2,
+                     message="the workers to come back after the hard stop")
+            assert run.status == "cancelled"
+    quick = functools.partial(_tasks.hangs_on, slow={}, event=release.name)
+    assert sorted(x for x, _ in farm.map(quick, range(4), progress=False)) == [0, 1, 2, 3]
+
+
 def test_a_second_cancel_stops_hard_at_once(farm, tmp_path, release):
     marks = tmp_path / "marks"
     marks.mkdir()
