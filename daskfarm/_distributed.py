@@ -60,14 +60,19 @@ def current_task_cancelled() -> bool:
     machine's ``tasks`` dict: a cancelled future moves its key to "cancelled" (or drops it)
     while the thread keeps running.
     """
-    key = getattr(thread_state, "key", None)
-    if key is None:
+    running = _running_task()
+    if running is None:
         return False
-    worker = current_worker()
-    if worker is None:
-        return False
-    ts = worker.state.tasks.get(key)
+    tasks, key = running
+    ts = tasks.get(key)
     return ts is None or ts.state in _DEAD_STATES
+
+
+def _running_task():
+    """``(worker.state.tasks, key)`` of the task running in this thread, or None outside one."""
+    key = getattr(thread_state, "key", None)
+    worker = current_worker() if key is not None else None
+    return None if worker is None else (worker.state.tasks, key)
 
 
 def task_cancelled_probe():
@@ -77,11 +82,10 @@ def task_cancelled_probe():
     Resolves the worker, the key and its ``TaskState`` once; the probe is then true once the
     state leaves "executing" for a dead one or the worker drops (or replaces) the key.
     """
-    key = getattr(thread_state, "key", None)
-    worker = current_worker() if key is not None else None
-    if worker is None:
+    running = _running_task()
+    if running is None:
         return _never
-    tasks = worker.state.tasks
+    tasks, key = running
     ts = tasks.get(key)
     if ts is None:
         return _always
@@ -287,7 +291,6 @@ def keep_restarting_nannies(cluster) -> None:
         base(cluster, op, msg)
 
     cluster._update_worker_status = update
-
 
 
 def scheduler_id(client) -> str | None:
