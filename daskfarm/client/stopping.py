@@ -25,10 +25,7 @@ __all__ = ["HARD_STOP_BOUND", "Stopper"]
 
 logger = logging.getLogger(__name__)
 
-#: seconds between two looks at the workers while a run stops: from FIRST_POLL, doubling up
-#: to POLL (a batch of short items ends at its next item, tens of ms after the cancel; each
-#: look is one message to every worker)
-FIRST_POLL = 0.02
+#: seconds between two looks at the workers while a run stops
 POLL = 0.2
 #: seconds a hard stop may take before the run ends anyway (workers restart in a few)
 HARD_STOP_BOUND = 60.0
@@ -50,7 +47,6 @@ class Stopper:
         or took more than ``HARD_STOP_BOUND``)."""
         hard_deadline = None
         last_status = 0.0
-        delay = FIRST_POLL
         while True:
             busy = self.busy_workers()
             if not busy:
@@ -68,8 +64,7 @@ class Stopper:
             if now - last_status >= _STATUS_EVERY:
                 last_status = now
                 publish()
-            time.sleep(delay)
-            delay = min(2 * delay, POLL)
+            time.sleep(POLL)
 
     def busy_workers(self) -> dict[str, int]:
         """Workers where an item of this run executes now (a cancelled task's thread runs on
