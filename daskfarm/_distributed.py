@@ -22,6 +22,7 @@ __all__ = [
     "current_key",
     "current_task_cancelled",
     "current_worker",
+    "executing_keys",
     "forget_events",
     "has_handler",
     "log_worker_event",
@@ -228,6 +229,24 @@ def worker_threads(scheduler) -> dict[str, int]:
 def client_ids(scheduler) -> set[str]:
     """Ids of the clients connected to the scheduler now."""
     return set(scheduler.clients)
+
+
+def executing_keys(worker) -> list:
+    """Keys of the tasks a worker executes now, from its state machine (read on its event loop).
+
+    ``WorkerState.executing`` and ``long_running`` hold a task from the moment the worker
+    decides to run it until the event loop has taken its outcome, cancelled tasks whose
+    thread still runs included: a superset of ``Worker.active_threads`` at every instant the
+    loop sees. A worker without them (another distributed) gives the keys of
+    ``active_threads``.
+    """
+    state = getattr(worker, "state", None)
+    try:
+        running = set(state.executing) | set(state.long_running)
+    except (AttributeError, TypeError):
+        with worker.active_threads_lock:
+            return list(worker.active_threads.values())
+    return [ts.key for ts in running]
 
 
 def run_keys(scheduler, run_id: str) -> list:

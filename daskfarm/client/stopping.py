@@ -2,10 +2,10 @@
 
 Cancelling a Dask future does not stop the thread running it: the task goes on until it calls
 ``report()`` (which raises TaskCancelled) or returns. The :class:`Stopper` asks the workers
-which of them still execute an item of the run, every ``POLL`` seconds; once the grace period
-is over it has the scheduler plugin restart those worker processes through their nannies (their
-other tasks are rescheduled, unblamed). Where that is impossible (no plugin, no nanny) it warns
-once and the stop stays cooperative.
+which of them still execute an item of the run (from 20 ms apart, doubling to ``POLL``); once
+the grace period is over it has the scheduler plugin restart those worker processes through
+their nannies (their other tasks are rescheduled, unblamed). Where that is impossible (no
+plugin, no nanny) it warns once and the stop stays cooperative.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ __all__ = ["HARD_STOP_BOUND", "Stopper"]
 
 logger = logging.getLogger(__name__)
 
-#: seconds between two looks at the workers while a run stops
+#: seconds between two looks at the workers while a run stops: from FIRST_POLL, doubling up
+#: to POLL (a batch of short items ends at its next item, tens of ms after the cancel; each
+#: look is one message to every worker)
+FIRST_POLL = 0.02
 POLL = 0.2
 #: seconds a hard stop may take before the run ends anyway (workers restart in a few)
 HARD_STOP_BOUND = 60.0
@@ -47,6 +50,7 @@ class Stopper:
         or took more than ``HARD_STOP_BOUND``)."""
         hard_deadline = None
         last_status = 0.0
+        delay = FIRST_POLL
         while True:
             busy = self.busy_workers()
             if not busy:
@@ -64,7 +68,8 @@ class Stopper:
             if now - last_status >= _STATUS_EVERY:
                 last_status = now
                 publish()
-            time.sleep(POLL)
+            time.sleep(delay)
+            delay = min(2 * delay, POLL)
 
     def busy_workers(self) -> dict[str, int]:
         """Workers where an item of this run executes now (a cancelled task's thread runs on

@@ -15,6 +15,7 @@ import dask
 import pytest
 
 from daskfarm import DataManager, Farm, HardStopWarning, ItemTimeoutError
+from daskfarm.worker import execute
 from tests.conftest import DEADLINE, wait_for
 from tests.faults import _tasks
 from tests.faults.test_tasks import busy_threads
@@ -141,6 +142,26 @@ def test_wait_after_cancel_returns_when_no_item_executes(farm, tmp_path, release
     stopped.cancel(grace=30)  # cooperative: the items stop at their next report()
     stopped.wait(timeout=DEADLINE)
     assert busy_threads(farm) == 0
+
+
+def test_a_worker_counts_a_task_of_the_run_that_dask_executes_outside_a_batch(farm, tmp_path,
+                                                                              release):
+    # The stopper's idle check must see what Dask sees: a thread Dask runs for a key of the
+    # run is busy even before (or after) the batch runner counts it, else cancel() could
+    # return while Dask still holds the thread. Here the key runs a plain function, which the
+    # batch runner never counts at all.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    future = farm.client.submit(_tasks.silent, 0, event=release.name, directory=str(marks),
+                                key=("run-outside", 0), pure=False)
+    wait_for(lambda: _tasks.marks(marks) == ["start-0"], timeout=DEADLINE, message="the task")
+    counts = farm.client.run(execute.active_batches, "run-outside")
+    assert sorted(counts.values()) == [0, 1]
+    assert set(farm.client.run(execute.active_batches, "another-run").values()) == {0}
+    release.set()
+    assert future.result(timeout=DEADLINE) == (0, "silent")
+    wait_for(lambda: set(farm.client.run(execute.active_batches, "run-outside").values()) == {0},
+             timeout=DEADLINE, message="the task's end")
 
 
 def test_an_item_that_overruns_its_timeout_fails_and_the_run_goes_on(farm, tmp_path, release):
