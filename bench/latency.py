@@ -6,8 +6,10 @@
    same workers (dashboard on, port 0), in the same run, interleaved.
 2. The first result of a 1 s task after farm.map() is called, on a started Farm (and raw
    client.submit on the same cluster).
-3. report() cost per call inside a task, with 1,000 tasks running (2 workers x 500 threads),
-   each calling report() in a tight loop (throttled: at most one event per item per second).
+3. report() cost per call inside a task: one task alone calling report(i / n) 200,000 times,
+   and 1,000 tasks running (2 workers x 500 threads) each calling it in a tight loop
+   (throttled: at most one event per item per second; with 500 threads a worker's GIL makes
+   that figure swing several times over between runs).
 """
 
 import argparse
@@ -60,6 +62,10 @@ def main():
             t0 = time.perf_counter()
             farm.client.submit(_work.sleep_1s, 1, pure=False).result()
             raw_first.append(time.perf_counter() - t0)
+    alone = []
+    with Farm(n_workers=1, threads_per_worker=1) as farm:
+        for _ in range(args.reps):
+            alone.extend(farm.map(_work.report_loop, [200_000], batch_size=1, progress=False))
     with Farm(n_workers=2, threads_per_worker=500) as farm:
         for _ in range(max(1, args.reps // 2)):
             run = farm.map(_work.report_loop, [20_000] * 1000, batch_size=1, progress=False)
@@ -77,6 +83,7 @@ def main():
     print(f"{'ratio (goal <= 1.1)':<52} {ratio:9.2f}")
     row("first result of a 1 s task after farm.map()", first)
     row("first result of a 1 s task, raw client.submit", raw_first)
+    row("report() per call, one task alone", alone, "us", 1e6)
     row("report() per call, 1,000 tasks running (goal <= 5)", costs, "us", 1e6)
 
 

@@ -112,6 +112,23 @@ def test_outbox_sends_one_event_per_flush_with_the_newest_message_per_item(monke
     assert [(m["i"], m["frac"], m["item"]) for m in batch] == [(0, 0.2, "0"), (1, 0.5, "1")]
 
 
+def test_a_batch_probe_replaces_the_lookup_of_the_running_task(sent, monkeypatch):
+    # the batch runner hands its probe of the Dask task to the item context; report() then
+    # asks the probe and never looks the task up again
+    _, _, ctx = sent
+
+    def looked_up():
+        raise AssertionError("report() looked the task up despite the probe")
+
+    monkeypatch.setattr(_dask, "current_task_cancelled", looked_up)
+    state = {"cancelled": False}
+    ctx.task_cancelled = lambda: state["cancelled"]
+    report(0.1)
+    state["cancelled"] = True
+    with pytest.raises(TaskCancelled, match="cancelled"):
+        report(0.2)
+
+
 def test_messages_are_truncated(sent):
     events, _, _ = sent
     report(0.1, "x" * 1000)

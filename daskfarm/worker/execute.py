@@ -291,8 +291,6 @@ def _run_items(loaded: _Loaded, run_id: str, start: int, items: list, worker: An
     cancelled = _reporter.cancelled_items
     spec = loaded.spec
     call = loaded.call
-    ctx = _reporter._ItemContext(run_id, _distributed.current_key(), spec.report_interval,
-                                 loaded.instance, timeout=spec.timeout)
     values: list = []
     append = values.append
     marks: dict[int, int] = {}
@@ -301,6 +299,9 @@ def _run_items(loaded: _Loaded, run_id: str, start: int, items: list, worker: An
     clock = _reporter._clock
     # a cancelled batch (its run stopped) ends at the next item, not after all of them
     batch_cancelled = _distributed.task_cancelled_probe()
+    ctx = _reporter._ItemContext(run_id, _distributed.current_key(), spec.report_interval,
+                                 loaded.instance, timeout=spec.timeout,
+                                 task_cancelled=batch_cancelled)
     t0 = time.perf_counter()
     _reporter._enter(ctx)
     if spec.timeout is not None:

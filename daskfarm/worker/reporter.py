@@ -55,16 +55,20 @@ class _ItemContext:
         "run_id",
         "sent",
         "start",
+        "task_cancelled",
         "timeout",
         "timeout_sent",
     )
 
     def __init__(self, run_id: str, key: Any, interval: float, instance: Any = None,
-                 timeout: float | None = None):
+                 timeout: float | None = None, task_cancelled: Any = None):
         self.run_id = run_id
         self.key = key
         self.interval = interval
         self.timeout = timeout
+        # the batch's probe of its Dask task (_distributed.task_cancelled_probe): a report()
+        # then costs two lookups instead of resolving the worker and the key each time
+        self.task_cancelled = task_cancelled
         # a class task's instance: Brian shows its `taskname` attribute, read at report time
         self.instance = instance
         self.reset(0, None)
@@ -103,7 +107,8 @@ def cancel_items(run: str, indices, **kwargs: Any) -> None:
 def _check_cancelled(ctx: _ItemContext) -> None:
     if not ctx.cancelled and ctx.index in cancelled_items.get(ctx.run_id, ()):
         ctx.cancelled = True
-    if ctx.cancelled or _distributed.current_task_cancelled():
+    probe = ctx.task_cancelled
+    if ctx.cancelled or (probe() if probe is not None else _distributed.current_task_cancelled()):
         raise TaskCancelled(
             f"item {ctx.index} of run {ctx.run_id} was cancelled; let this exception propagate "
             "so the worker frees the thread"
@@ -143,11 +148,14 @@ class Reporter:
     """
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
-        ctx = _current()
+        ctx = getattr(_local, "ctx", None)
         if ctx is None:
             return
         _check_cancelled(ctx)
-        fraction, message = _parse_args(args, kwargs)
+        if len(args) == 1 and not kwargs:  # report(fraction), the call made in tight loops
+            fraction, message = args[0], None
+        else:
+            fraction, message = _parse_args(args, kwargs)
         now = _clock()
         if fraction is None:
             fraction = ctx.last_frac
