@@ -9,6 +9,7 @@ Worker code, scheduler code and client code all call in here; the module imports
 from __future__ import annotations
 
 import math
+import types
 from typing import Any
 
 from distributed.worker import get_worker, thread_state
@@ -22,7 +23,6 @@ __all__ = [
     "current_key",
     "current_task_cancelled",
     "current_worker",
-    "executing_keys",
     "forget_events",
     "has_handler",
     "log_worker_event",
@@ -33,6 +33,7 @@ __all__ = [
     "reset_current_client",
     "restart_worker",
     "run_keys",
+    "run_tasks_executing",
     "scheduler_id",
     "scheduler_rpc",
     "send_to_worker",
@@ -231,27 +232,26 @@ def client_ids(scheduler) -> set[str]:
     return set(scheduler.clients)
 
 
-def executing_keys(worker) -> list:
-    """Keys of the tasks a worker executes now, from its state machine (read on its event loop).
+def _of_run(key, run_id: str) -> bool:
+    return type(key) is tuple and bool(key) and key[0] == run_id
+
+
+def run_tasks_executing(worker, run_id: str) -> int:
+    """Tasks of a run (keys ``(run_id, n)``) that a worker executes now (read on its loop).
 
     ``WorkerState.executing`` and ``long_running`` hold a task from the moment the worker
     decides to run it until the event loop has taken its outcome, cancelled tasks whose
-    thread still runs included: a superset of ``Worker.active_threads`` at every instant the
-    loop sees. A worker without them (another distributed) gives the keys of
-    ``active_threads``.
+    thread still runs included: at every instant the loop sees, a superset of the threads
+    in ``Worker.active_threads`` and of the batches the batch runner counts.
     """
-    state = getattr(worker, "state", None)
-    try:
-        running = set(state.executing) | set(state.long_running)
-    except (AttributeError, TypeError):
-        with worker.active_threads_lock:
-            return list(worker.active_threads.values())
-    return [ts.key for ts in running]
+    state = worker.state
+    return sum(1 for tasks in (state.executing, state.long_running) for ts in tasks
+               if _of_run(ts.key, run_id))
 
 
 def run_keys(scheduler, run_id: str) -> list:
     """Every task key of a run that the scheduler knows (keys are ``(run_id, n)``)."""
-    return [k for k in scheduler.tasks if type(k) is tuple and k and k[0] == run_id]
+    return [k for k in scheduler.tasks if _of_run(k, run_id)]
 
 
 def has_handler(name: str, dask_scheduler=None) -> bool:
@@ -304,12 +304,7 @@ def keep_restarting_nannies(cluster) -> None:
 
     if not hasattr(cluster, "worker_spec"):  # not a SpecCluster: nothing closes nannies
         return
-    base = Cluster._update_worker_status
-
-    def update(op, msg):
-        base(cluster, op, msg)
-
-    cluster._update_worker_status = update
+    cluster._update_worker_status = types.MethodType(Cluster._update_worker_status, cluster)
 
 
 def scheduler_id(client) -> str | None:

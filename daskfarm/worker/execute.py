@@ -242,18 +242,12 @@ def active_batches(run_id: str, dask_worker: Any = None) -> int:
     """Batches of the run executing in this worker process now (cancelled ones included:
     their threads run on until the task returns).
 
-    Runs on the worker's event loop. The worker's own record of what it executes counts too:
-    it holds a task a little before :func:`run_batch` starts and after it returns, so a
-    stopper looking often cannot see a gap in which Dask still counts the thread as busy.
+    Runs on the worker's event loop (``client.run``) and counts from the worker's own record
+    of what it executes, which holds a task a little before :func:`run_batch` starts and
+    after it returns: a stopper looking often cannot see a gap in which Dask still counts
+    the thread as busy.
     """
-    key = (getattr(dask_worker, "address", ""), run_id)
-    with _slots_lock:
-        slot = _slots.get(key)
-        ours = slot.active if slot is not None else 0
-    if dask_worker is None:
-        return ours
-    dask_keys = _distributed.executing_keys(dask_worker)
-    return max(ours, sum(1 for k in dask_keys if type(k) is tuple and k and k[0] == run_id))
+    return _distributed.run_tasks_executing(dask_worker, run_id)
 
 
 def process_number(worker: Any) -> int:

@@ -148,7 +148,7 @@ class Reporter:
     """
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
-        ctx = getattr(_local, "ctx", None)
+        ctx = _current()
         if ctx is None:
             return
         _check_cancelled(ctx)
