@@ -37,8 +37,9 @@ from daskfarm.client import batching as _batching
 from daskfarm.client import feeder as _feeder
 from daskfarm.client import launch as _launch
 
-CASES = {"10ms": (_work.busy_10ms, 400), "1ms": (_work.sleep_1ms, 2000),
-         "100ms": (_work.busy_100ms, 40)}
+#: name -> (task, items, seconds per item); the sleeps use no CPU
+CASES = {"10ms": (_work.busy_10ms, 400, 0.010), "1ms": (_work.sleep_1ms, 2000, 0.001),
+         "100ms": (_work.busy_100ms, 40, 0.100)}
 
 _sent: list = []  # (time, items) of every batch the farm submits, in this process
 
@@ -103,11 +104,11 @@ def main() -> None:
     with dask.config.set(json.loads(args.config)):
         pool_ctx = multiprocessing.get_context("fork")
         with pool_ctx.Pool(2) as pool, Farm(n_workers=2, threads_per_worker=1) as farm:
-            for _, fn, n in cases:  # warm up: imports, first batches, the pool's workers
+            for _, fn, n, _ in cases:  # warm up: imports, first batches, the pool's workers
                 sum(1 for _ in farm.map(fn, range(min(n, 200)), progress=False))
                 sum(1 for _ in pool.imap_unordered(fn, range(min(n, 200)), chunksize=25))
             for rep in range(args.reps):
-                for name, fn, n in cases:
+                for name, fn, n, _ in cases:
                     for size in sizes:
                         run_farm(farm, name, fn, n, size, rates, cpu, show=rep == 0)
                         t0 = time.perf_counter()
@@ -118,9 +119,9 @@ def main() -> None:
                             n / (time.perf_counter() - t0))
     print(f"\n# medians of {args.reps}, items/s; {os.cpu_count()} CPUs; config {args.config}; "
           f"sizer {args.sizer}")
-    for name, _fn, n in cases:
+    for name, fn, n, seconds in cases:
         pool = rates[(name, "pool")]
-        items_cpu = n * {"10ms": 0.010, "100ms": 0.100}.get(name, 0.0)  # sleeps use none
+        items_cpu = 0.0 if fn is _work.sleep_1ms else n * seconds
         for size in sizes:
             farm = rates[(name, size)]
             client = statistics.median(c[0] for c in cpu[(name, size)])

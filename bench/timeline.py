@@ -27,13 +27,11 @@ import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _work
+from batches import CASES
 
 from daskfarm import Farm
 from daskfarm.client import feeder as _feeder
 from daskfarm.client import results as _results
-
-CASES = {"10ms": (_work.busy_10ms, 400, 0.010), "1ms": (_work.sleep_1ms, 2000, 0.001),
-         "100ms": (_work.busy_100ms, 40, 0.100)}
 
 _finished: list = []  # (arrival, n_items, compute seconds, worker) of every batch
 _feeder_cpu: list = []  # CPU seconds of each run's feeder thread
