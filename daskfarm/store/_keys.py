@@ -73,9 +73,20 @@ def item_keys(identity: str, items: list) -> list[str]:
     """``[item_key(identity, item) for item in items]``, faster for plain items (a farm keys
     every item it sends when it has a store)."""
     if _FAST and type(identity) is str:
-        atoms, fast = _FAST_ATOMS, _fast_key
-        return [fast(identity, item) if type(item) in atoms else item_key(identity, item)
-                for item in items]
+        # the hash of the text every key starts with, copied per item (half the time of
+        # hashing that text again for each: 1.1 -> 0.55 us per key)
+        head = hashlib.md5(f"({identity!r}, ".encode(), usedforsecurity=False)
+        atoms = _FAST_ATOMS
+        keys = []
+        append = keys.append
+        for item in items:
+            if type(item) in atoms:
+                h = head.copy()
+                h.update(f"{item!r})".encode())
+                append(h.hexdigest())
+            else:
+                append(item_key(identity, item))
+        return keys
     return [item_key(identity, item) for item in items]
 
 
@@ -93,7 +104,10 @@ def _fast_path_agrees() -> bool:
     changed its recipe only loses the shortcut, never a store's keys."""
     probes = (None, True, 0, -7, 2**70, 0.1, -2.5e-300, math.inf, "", "it's \"q\" \u00e9",
               b"\x00\xff", b"")
-    return all(tokenize("probe:1", x) == _fast_key("probe:1", x) for x in probes)
+    if not all(tokenize("probe:1", x) == _fast_key("probe:1", x) for x in probes):
+        return False
+    # item_keys hashes str((identity, item)) in two parts: check it is the same text
+    return all(str(("probe:1", x)) == f"({'probe:1'!r}, {x!r})" for x in probes)
 
 
 _FAST = _fast_path_agrees()

@@ -92,6 +92,9 @@ def test_the_keys_of_a_batch_are_the_keys_of_its_items_one_by_one():
              b"\x00", None, True, False, Mode.fast, (1, "x"), Point(1, 2.0), 3 + 0j]
     assert item_keys("sim:1", items) == [tokenize("sim:1", x) for x in items]
     assert item_keys("sim:1", items) == [item_key("sim:1", x) for x in items]
+    # the shortcut hashes the identity's text once per batch: quotes in it must not matter
+    for identity in ("it's:1", 'say "hi":2', "\u00e9\\:3"):
+        assert item_keys(identity, items) == [tokenize(identity, x) for x in items]
 
 
 def test_canonical_keys_tell_items_apart_and_ignore_what_does_not_matter():
