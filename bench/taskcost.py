@@ -1,0 +1,114 @@
+"""What one Dask task costs, sent all at once or a few at a time, and through farm.map.
+
+    python bench/taskcost.py [--reps 5] [--tasks 1000]
+
+On the Farm's own 2-worker cluster, ``--tasks`` no-op tasks go out four ways, interleaved
+``--reps`` times: raw ``client.map`` of all of them and one ``client.gather`` (Dask's cheapest
+way); raw ``client.submit`` keeping 4 tasks in flight (a thread's worth of farm: one running
+and one waiting per worker) and 8, each result gathered as it comes; and ``farm.map`` with
+``batch_size=1`` (one Dask task per item, the farm's window of 2 per thread). Per task it
+prints the wall time and the CPU of the client process (which runs the scheduler, the
+client's comms and the nannies) and of the workers. A farm's batches are always sent a few
+at a time, so the windowed rows, not the bulk row, are what a batch costs it.
+"""
+
+import argparse
+import os
+import queue
+import statistics
+import sys
+import time
+
+import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _work
+
+from daskfarm import Farm
+
+
+def bulk(farm, n):
+    client = farm.client
+    client.gather(client.map(_work.noop, range(n), pure=False))
+
+
+def windowed(farm, n, window):
+    client = farm.client
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    items = iter(range(n))
+    in_flight = set()
+
+    def send(k):
+        for x in (next(items, None) for _ in range(k)):
+            if x is None:
+                return
+            future = client.submit(_work.noop, x, pure=False)
+            in_flight.add(future)
+            future.add_done_callback(done.put)
+
+    send(window)
+    while in_flight:
+        finished = [done.get(timeout=60)]
+        while not done.empty():
+            finished.append(done.get())
+        client.gather(finished)
+        in_flight.difference_update(finished)
+        send(window - len(in_flight))
+
+
+def farm_map(farm, n):
+    assert sum(1 for _ in farm.map(_work.noop, range(n), progress=False, batch_size=1)) == n
+
+
+def cpu(processes):
+    out = []
+    for p in processes:
+        try:
+            out.append(sum(p.cpu_times()[:2]))
+        except psutil.NoSuchProcess:
+            out.append(0.0)
+    return out
+
+
+def measure(fn, n):
+    me = psutil.Process()
+    processes = [me, *me.children(recursive=True)]
+    before = cpu(processes)
+    t0 = time.perf_counter()
+    fn(n)
+    wall = time.perf_counter() - t0
+    used = [b - a for a, b in zip(before, cpu(processes))]
+    return wall / n * 1e3, used[0] / n * 1e3, sum(used[1:]) / n * 1e3
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--tasks", type=int, default=1000)
+    args = parser.parse_args()
+    ways = {
+        "raw client.map, all at once": bulk,
+        "raw client.submit, 4 in flight": lambda farm, n: windowed(farm, n, 4),
+        "raw client.submit, 8 in flight": lambda farm, n: windowed(farm, n, 8),
+        "farm.map, batch_size=1": farm_map,
+    }
+    figures: dict = {name: [] for name in ways}
+    with Farm(n_workers=2, threads_per_worker=1) as farm:
+        for fn in ways.values():  # warm up: imports, connections
+            fn(farm, 50)
+        for rep in range(args.reps):
+            for name, fn in ways.items():
+                figures[name].append(measure(lambda n, fn=fn: fn(farm, n), args.tasks))
+            print(f"rep {rep + 1}/{args.reps} done", flush=True)
+    print(f"\n# ms per no-op task, median of {args.reps} (min-max); {args.tasks} tasks, "
+          f"2 one-thread workers, {os.cpu_count()} CPUs")
+    print(f"{'way':<34} {'wall':>17} {'client CPU':>17} {'workers CPU':>17}")
+    for name, rows in figures.items():
+        cells = []
+        for column in zip(*rows):
+            cells.append(f"{statistics.median(column):.2f} ({min(column):.2f}-{max(column):.2f})")
+        print(f"{name:<34} " + " ".join(f"{c:>17}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
