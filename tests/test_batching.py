@@ -90,3 +90,18 @@ def test_first_share_and_tail_split_set_the_start_and_the_tail():
     assert sizer.size == 250  # half the target at the first measurement
     # the tail takes remaining / (1.0 * threads) instead of remaining / (2 * threads)
     assert sizer.next_size(threads=2, remaining=400, cap=None) == 200
+
+
+def test_a_stream_keeps_its_batches_to_a_share_of_its_age():
+    sizer = BatchSizer(target=0.5)
+    sizer.observe(1, 0.001)
+    sizer.observe(125, 0.125)
+    assert sizer.size == 500  # 0.5 s of 1 ms items
+    young = sizer.next_size(threads=2, remaining=None, cap=None, elapsed=0.2)
+    older = sizer.next_size(threads=2, remaining=None, cap=None, elapsed=2.0)
+    old = sizer.next_size(threads=2, remaining=None, cap=None, elapsed=60.0)
+    assert (young, older, old) == (100, 250, 500)  # the floor, an eighth of 2 s, the target
+    # a known total has its tail instead; a fixed size is never changed
+    assert sizer.next_size(threads=2, remaining=100_000, cap=None, elapsed=0.2) == 500
+    fixed = BatchSizer(300)
+    assert fixed.next_size(threads=2, remaining=None, cap=None, elapsed=0.2) == 300

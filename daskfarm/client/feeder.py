@@ -70,7 +70,7 @@ class Feeder:
         # that join later (scale(), adapt(), batch jobs leaving the queue) get work
         self.capacity = capacity
         self.threads = capacity()
-        self.last_capacity = time.monotonic()
+        self.last_capacity = self.started = time.monotonic()
         self.status = status
         self.plugin = plugin
         self.on_end = on_end  # closes the run's shard and the workers' copies of the task
@@ -161,7 +161,8 @@ class Feeder:
             size = self.sizer.next_size(threads=self.threads,
                                         remaining=state.remaining(self.source.pulled), cap=room,
                                         busy=bool(self.in_flight), buffersize=state.buffersize,
-                                        batches=len(self.in_flight))
+                                        batches=len(self.in_flight),
+                                        elapsed=time.monotonic() - self.started)
             if size == 0:  # the room left is a sliver: wait for a batch to come back
                 return
             start, items = self.source.take(size)
