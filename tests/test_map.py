@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import time
 
 import pytest
 from distributed import Event
 
 from daskfarm import Failure, FarmStateError, RunSummary
+from daskfarm.client.feeder import Feeder
 from tests.conftest import DEADLINE
 
 from . import _tasks
@@ -115,6 +117,28 @@ def test_default_buffer_bounds_pulls_too(farm):
     # the default window is two batches per thread, and a batch is at most 10,000 items;
     # the caller also holds the rest of the batch it is iterating
     assert n_pulled <= 5000 + (2 * farm.nthreads + 1) * 10_000
+
+
+def test_a_young_stream_sends_short_batches(farm, monkeypatch):
+    # no known total: a batch holds at most an eighth of the run's age (>= 0.1 s of work),
+    # where a run with a total would grow it to the 0.5 s target after two measurements
+    sent = []
+    submit = Feeder._submit_batch
+
+    def recorded(self, batch):
+        sent.append((time.perf_counter() - t0, len(batch.items)))
+        return submit(self, batch)
+
+    monkeypatch.setattr(Feeder, "_submit_batch", recorded)
+    t0 = time.perf_counter()
+    run = farm.map(_tasks.sleeps_for, ((i, 0.001) for i in itertools.count()), progress=False)
+    assert len(list(itertools.islice(run, 1000))) == 1000
+    run.cancel()
+    assert max(n for _, n in sent) > 4  # it batches
+    # each item sleeps >= 1 ms, so the feeder's measure of it is >= 1 ms; its clock started
+    # after t0, so its age at a batch is below the t recorded here
+    for t, n in sent:
+        assert n <= int(max(0.1, t / 8) / 0.001) + 1, (t, n, sent)
 
 
 def test_cancel_stops_running_tasks_at_their_next_report(farm):
