@@ -139,33 +139,35 @@ class Model:
         self._fill(0.0)
         while self.events:
             now, _, kind, args = heapq.heappop(self.events)
-            if kind == "arrive":
-                self.waiting.append(args[0])
-                self._dispatch(now)
-            elif kind == "finish":
-                w, b = args
-                self.queued[w].pop(0)
-                if self.queued[w]:
-                    self._start(w, now)
-                self._dispatch(now)
-                self._push(now + self.latency, "result", w, b)
-            else:  # the result reaches the client
-                w, b = args
-                items, work = self.in_flight.pop(b)
-                self.ramp.discard(b)
-                self.sizer.observe(items, work)
-                self.runs_on.pop(b, None)
-                self.last_free[w] = now
-                if not any(v == w for v in self.runs_on.values()):
-                    unknown = sorted(x for x in self.in_flight if x not in self.runs_on)
-                    if unknown:  # the worker runs the oldest batch not placed yet
-                        self.runs_on[unknown[0]] = w
-                self.done += items
-                self.end = now
-                self._fill(now, w)
+            getattr(self, f"_on_{kind}")(now, *args)
         assert self.done == self.n
         return sum(self.durations) / self.threads / self.end, self.tasks
 
+    def _on_arrive(self, now: float, b: int) -> None:
+        self.waiting.append(b)
+        self._dispatch(now)
+
+    def _on_finish(self, now: float, w: int, b: int) -> None:
+        self.queued[w].pop(0)
+        if self.queued[w]:
+            self._start(w, now)
+        self._dispatch(now)
+        self._push(now + self.latency, "result", w, b)
+
+    def _on_result(self, now: float, w: int, b: int) -> None:
+        """The result of batch ``b`` reaches the client."""
+        items, work = self.in_flight.pop(b)
+        self.ramp.discard(b)
+        self.sizer.observe(items, work)
+        self.runs_on.pop(b, None)
+        self.last_free[w] = now
+        if not any(v == w for v in self.runs_on.values()):
+            unknown = sorted(x for x in self.in_flight if x not in self.runs_on)
+            if unknown:  # the worker runs the oldest batch not placed yet
+                self.runs_on[unknown[0]] = w
+        self.done += items
+        self.end = now
+        self._fill(now, w)
 
 class SplitModel(Model):
     """The *split* rule: batches of the sizer's size, without the shrinking tail; once
@@ -226,7 +228,7 @@ class SplitModel(Model):
             self.asked = b
             self._push(now + self.latency, "split", b)
 
-    def _split(self, now: float, b: int) -> None:
+    def _on_split(self, now: float, b: int) -> None:
         started = [t0 for w, (x, t0) in self.running.items() if x == b]
         lo, hi = self.ranges[b]
         if not started:
@@ -255,43 +257,21 @@ class SplitModel(Model):
         self.version.setdefault(b, 0)
         self._push(now + self.in_flight[b][1] + self.cost, "finish", w, b, self.version[b])
 
-    def run(self) -> tuple[float, int]:
-        self._fill(0.0)
-        while self.events:
-            now, _, kind, args = heapq.heappop(self.events)
-            if kind == "arrive":
-                self.waiting.append(args[0])
-                self._dispatch(now)
-            elif kind == "split":
-                self._split(now, args[0])
-            elif kind == "finish":
-                w, b, version = args
-                if version != self.version[b]:
-                    continue  # the batch was split: it ends earlier
-                self.queued[w].pop(0)
-                self.running.pop(w, None)
-                if self.queued[w]:
-                    self._start(w, now)
-                self._dispatch(now)
-                self._push(now + self.latency, "result", w, b)
-            else:
-                w, b = args
-                items, work = self.in_flight.pop(b)
-                self.ramp.discard(b)
-                self.sizer.observe(items, work)
-                if b in self.given_back:  # its unstarted items, in one batch per thread
-                    lo, hi = self.given_back.pop(b)
-                    parts = min(self.threads, hi - lo)
-                    cuts = [lo + (hi - lo) * k // parts for k in range(parts + 1)]
-                    self.rest.extend(itertools.pairwise(cuts))
-                if self.asked == b:
-                    self.asked = None
-                self.done += items
-                self.end = now
-                self._fill(now, w)
-        assert self.done == self.n, (self.done, self.n)
-        return sum(self.durations) / self.threads / self.end, self.tasks
+    def _on_finish(self, now: float, w: int, b: int, version: int = 0) -> None:
+        if version != self.version[b]:
+            return  # the batch was split: it ends earlier
+        self.running.pop(w, None)
+        super()._on_finish(now, w, b)
 
+    def _on_result(self, now: float, w: int, b: int) -> None:
+        if b in self.given_back:  # its unstarted items, in one batch per thread
+            lo, hi = self.given_back.pop(b)
+            parts = min(self.threads, hi - lo)
+            cuts = [lo + (hi - lo) * k // parts for k in range(parts + 1)]
+            self.rest.extend(itertools.pairwise(cuts))
+        if self.asked == b:
+            self.asked = None
+        super()._on_result(now, w, b)
 
 def table(label: str, make, seeds: int) -> None:
     means = []
