@@ -33,8 +33,9 @@ batches in flight have done is lost, and until then its results come a batch at 
 There a batch holds at most ``stream_share`` (an eighth) of the time the run has been going,
 and never less than ``STREAM_FLOOR`` (0.1 s) of work, so a short stream keeps its batches
 short and a long one reaches ``target`` after 4 s. The first 2,000 results of an endless
-stream of 1 ms items: 1,286 -> 1,442 per second (0.78x -> 0.89x Pool), 1,528 -> 619 items
-pulled beyond them (bench/README.md).
+stream of 1 ms items (bench/peers.py): 1,286 -> 1,442 per second (0.78x -> 0.89x Pool),
+1,528 -> 619 items pulled beyond them; bench/stream.py sees the pull halve but not the
+rate rise (bench/README.md).
 
 Items of ``LONG_ITEM`` (0.2 s) or more always go one per task: Dask's cost of a task (about
 5 ms of a 2-core machine's time next to CPU-bound items, bench/README.md) is under 3% of
