@@ -4,7 +4,8 @@
                             [--sizes auto,25,50,100,200] [--sizer '{"target": 1.0}']
 
 The driver behind the "what changed" table of bench/README.md's performance round: 400
-items of 10 ms of CPU, 2,000 sleeps of 1 ms, 40 items of 100 ms of CPU, each run by
+items of 10 ms of CPU, 2,000 sleeps of 1 ms, 40 items of 100 ms of CPU (and, as ``10ms-long``,
+4,000 items of 10 ms: how the sizer's fixed costs per run shrink on a 20 s run), each run by
 ``farm.map`` and by ``Pool(2).imap_unordered`` (chunksize N/8, its best) in turn, ``--reps``
 times. For each case it prints the sizes of the batches the farm sent in its first repetition,
 when the last one was sent and when the run ended; then medians (all values) of items/s for
@@ -39,7 +40,7 @@ from daskfarm.client import launch as _launch
 
 #: name -> (task, items, seconds per item); the sleeps use no CPU
 CASES = {"10ms": (_work.busy_10ms, 400, 0.010), "1ms": (_work.sleep_1ms, 2000, 0.001),
-         "100ms": (_work.busy_100ms, 40, 0.100)}
+         "100ms": (_work.busy_100ms, 40, 0.100), "10ms-long": (_work.busy_10ms, 4000, 0.010)}
 
 _sent: list = []  # (time, items) of every batch the farm submits, in this process
 
