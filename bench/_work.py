@@ -28,6 +28,11 @@ def busy_100ms(x):
     return x
 
 
+def each(fn, items):
+    """``fn`` over a list of items in one call: a batch as one raw Dask task."""
+    return [fn(x) for x in items]
+
+
 def measured_sleep() -> float:
     """What time.sleep(0.001) really takes here (the limit for the sleep workload)."""
     n = 200

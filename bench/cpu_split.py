@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import multiprocessing
 import os
 import statistics
@@ -27,21 +28,21 @@ import threading
 import time
 
 import psutil
-from distributed import wait
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batches import CASES
+import _work
+import batches
+import taskcost
 
+import daskfarm.farm as farm_module
 from daskfarm import Farm
-from daskfarm.client import feeder as _feeder
 from daskfarm.client import launch as _launch
 
 _steps: dict = collections.defaultdict(list)  # step -> seconds, one per farm run
-_first_submit: list = []
 
 
 def _time_steps() -> None:
-    """Wrap the preflight, the end of a run and the first submit to time them."""
+    """Wrap the preflight and the end of a run to time them (batches.py records the sends)."""
     def timed(name, fn):
         def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
@@ -52,17 +53,8 @@ def _time_steps() -> None:
         return wrapper
 
     _launch.preflight = timed("preflight", _launch.preflight)
-    import daskfarm.farm as farm_module
-
     farm_module.end_run = timed("close_run at the end", farm_module.end_run)
-    submit = _feeder.Feeder._submit_batch
-
-    def first(self, batch):
-        if not _first_submit:
-            _first_submit.append(time.perf_counter())
-        return submit(self, batch)
-
-    _feeder.Feeder._submit_batch = first
+    batches._record_batches()
 
 
 def _names() -> dict[int, str]:
@@ -103,35 +95,21 @@ def _machine() -> tuple[float, float, float]:
     return (t.user + t.nice + t.system + t.irq + t.softirq, t.idle + t.iowait, t.steal)
 
 
-def _batch(items: list, fn) -> list:
-    return [fn(x) for x in items]
-
-
-def _raw(client, fn, n: int, size: int, in_flight: int = 4) -> int:
-    chunks = iter([list(range(i, min(n, i + size))) for i in range(0, n, size)])
-    pending = set()
-    for chunk in chunks:
-        pending.add(client.submit(_batch, chunk, fn, pure=False))
-        if len(pending) >= in_flight:
-            break
-    count = 0
-    while pending:
-        done, pending = wait(pending, return_when="FIRST_COMPLETED")
-        for future in done:
-            count += len(future.result())
-            chunk = next(chunks, None)
-            if chunk is not None:
-                pending.add(client.submit(_batch, chunk, fn, pure=False))
-    return count
+def _raw(client, fn, n: int, size: int) -> int:
+    """Raw Dask: batches of ``size`` items, 4 tasks in flight (the farm's window)."""
+    chunks = [list(range(i, min(n, i + size))) for i in range(0, n, size)]
+    results = taskcost.windowed(client, functools.partial(_work.each, fn), chunks, 4)
+    return sum(len(r) for r in results)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--case", default="10ms", choices=sorted(c for c in CASES if c != "1ms"))
+    parser.add_argument("--case", default="10ms",
+                        choices=sorted(c for c in batches.CASES if c != "1ms"))
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
-    fn, n, seconds = CASES[args.case]
+    fn, n, seconds = batches.CASES[args.case]
     size = args.batch_size
     _time_steps()
     engines = {
@@ -158,14 +136,14 @@ def main() -> None:
         pool_pids = {p.pid for p in pool._pool}
         for _ in range(args.reps):
             for engine, run in engines.items():
-                _first_submit.clear()
+                batches._sent.clear()
                 m0, c0 = _machine(), _thread_cpu(procs, names, pool_pids)
                 t0 = time.perf_counter()
                 assert run(farm, pool) == n
                 wall = time.perf_counter() - t0
                 m1, c1 = _machine(), _thread_cpu(procs, names, pool_pids)
                 if engine.startswith("farm.map (sizer)"):
-                    starts.append(_first_submit[0] - t0)
+                    starts.append(batches._sent[0][0] - t0)
                 cpu = {k: c1[k] - c0.get(k, 0.0) for k in c1}
                 total = cpu.pop("_client total")
                 cpu["client: threads that ended during the run"] = total - sum(

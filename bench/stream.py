@@ -2,16 +2,16 @@
 
     python bench/stream.py [--reps 3]
 
-On a 2-worker Farm, ``farm.map`` over an endless generator; the first N results are taken,
-then the run is cancelled and waited for (the time counts all of it, as a caller breaking out
-of the loop would see it). Workloads: 1 ms sleeps (first 2,000, as the endless row of
-bench/peers.py) and 10 ms of CPU per item (first 400 and first 1,600: 2 s and 8 s of the two
-cores, long enough for a stream's batches to reach the 0.5 s target). Prints the median
-items/s with min-max and how many items were pulled beyond the N taken.
+On a 2-worker Farm, ``farm.map`` over an endless generator (bench/peers.py's counted
+generator and daskfarm engine); the first N results are taken, then the run is cancelled and
+waited for (the time counts all of it, as a caller breaking out of the loop would see it).
+Workloads: 1 ms sleeps (first 2,000, as the endless row of bench/peers.py) and 10 ms of CPU
+per item (first 400 and first 1,600: 2 s and 8 s of the two cores, long enough for a stream's
+batches to reach the 0.5 s target). Prints the median items/s with min-max and how many
+items were pulled beyond the N taken.
 """
 
 import argparse
-import itertools
 import os
 import statistics
 import sys
@@ -19,24 +19,20 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _work
-
-from daskfarm import Farm
+from peers import Counted, DaskFarm
 
 CASES = (("sleep 1 ms, first 2,000", _work.sleep_1ms, 2000),
          ("busy 10 ms, first 400", _work.busy_10ms, 400),
          ("busy 10 ms, first 1,600", _work.busy_10ms, 1600))
 
 
-def take(farm, fn, n):
-    pulled = itertools.count()
-    items = (next(pulled) for _ in itertools.repeat(None))
+def take(engine: DaskFarm, fn, n: int) -> tuple[float, int]:
+    """Items/s for the first ``n`` results (cancel and wait included), and the pull beyond."""
+    gen = Counted()
     t0 = time.perf_counter()
-    run = farm.map(fn, items, progress=False)
-    got = sum(1 for _ in itertools.islice(run, n))
-    run.cancel()
-    run.wait(timeout=60)
+    got = engine.stream(fn, gen, n)
     assert got == n
-    return n / (time.perf_counter() - t0), next(pulled) - n
+    return n / (time.perf_counter() - t0), gen.pulled - n
 
 
 def main():
@@ -45,14 +41,17 @@ def main():
     args = parser.parse_args()
     rates: dict = {name: [] for name, _, _ in CASES}
     ahead: dict = {name: [] for name, _, _ in CASES}
-    with Farm(n_workers=2, threads_per_worker=1) as farm:
+    engine = DaskFarm(2)  # bench/peers.py's engine: farm.map, then cancel and wait
+    try:
         for _, fn, _ in CASES:  # warm up: imports, first batches
-            take(farm, fn, 100)
+            take(engine, fn, 100)
         for _ in range(args.reps):
             for name, fn, n in CASES:
-                rate, beyond = take(farm, fn, n)
+                rate, beyond = take(engine, fn, n)
                 rates[name].append(rate)
                 ahead[name].append(beyond)
+    finally:
+        engine.close()
     print(f"# endless input, median of {args.reps} (min-max), 2 workers, {os.cpu_count()} CPUs")
     for name, _, _ in CASES:
         r = rates[name]

@@ -32,17 +32,20 @@ def bulk(farm, n):
     client.gather(client.map(_work.noop, range(n), pure=False))
 
 
-def windowed(farm, n, window):
-    client = farm.client
+def windowed(client, fn, args, window) -> list:
+    """``client.submit(fn, arg)`` for each of ``args``, ``window`` tasks in flight, each
+    result gathered as its task finishes; the results, in the order they came."""
     done: queue.SimpleQueue = queue.SimpleQueue()
-    items = iter(range(n))
+    pending = iter(args)
     in_flight = set()
+    results = []
 
     def send(k):
-        for x in (next(items, None) for _ in range(k)):
-            if x is None:
+        for _ in range(k):
+            arg = next(pending, _END)
+            if arg is _END:
                 return
-            future = client.submit(_work.noop, x, pure=False)
+            future = client.submit(fn, arg, pure=False)
             in_flight.add(future)
             future.add_done_callback(done.put)
 
@@ -51,9 +54,13 @@ def windowed(farm, n, window):
         finished = [done.get(timeout=60)]
         while not done.empty():
             finished.append(done.get())
-        client.gather(finished)
+        results.extend(client.gather(finished))
         in_flight.difference_update(finished)
         send(window - len(in_flight))
+    return results
+
+
+_END = object()
 
 
 def farm_map(farm, n):
@@ -88,8 +95,10 @@ def main():
     args = parser.parse_args()
     ways = {
         "raw client.map, all at once": bulk,
-        "raw client.submit, 4 in flight": lambda farm, n: windowed(farm, n, 4),
-        "raw client.submit, 8 in flight": lambda farm, n: windowed(farm, n, 8),
+        "raw client.submit, 4 in flight":
+            lambda farm, n: windowed(farm.client, _work.noop, range(n), 4),
+        "raw client.submit, 8 in flight":
+            lambda farm, n: windowed(farm.client, _work.noop, range(n), 8),
         "farm.map, batch_size=1": farm_map,
     }
     figures: dict = {name: [] for name in ways}
