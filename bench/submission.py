@@ -1,4 +1,4 @@
-"""Does the way batches are sent to Dask matter? The sizer's own batches, sent three ways.
+"""Does the way batches are sent to Dask matter? The sizer's own batches, sent four ways.
 
     python bench/submission.py [--reps 5] [--case 10ms] [--inproc]
 
@@ -116,9 +116,11 @@ def main() -> None:
         sizes = [k for _, k in batches._sent]
         chunks = _chunks(sizes)
         print(f"# {args.case}: the sizer sent {len(sizes)} batches {sizes}")
+        actors = taskcost.actors_on(farm.client)
         ways = {
             "raw Dask, 4 in flight": lambda: windowed(farm.client, fn, chunks),
             "raw Dask, the rest at once": lambda: rest_at_once(farm.client, fn, chunks),
+            "Dask actors, 2 calls each": lambda: taskcost.by_actors(actors, fn, chunks),
             "farm.map": lambda: sum(1 for _ in farm.map(fn, range(n), progress=False)),
             "Pool(2), chunksize N/8": lambda: sum(
                 1 for _ in pool.imap_unordered(fn, range(n), chunksize=max(1, n // 8))),

@@ -1,22 +1,27 @@
-"""What one Dask task costs, sent all at once or a few at a time, and through farm.map.
+"""What one Dask task costs, sent all at once or a few at a time, through farm.map, and
+what a call to a Dask actor costs instead.
 
     python bench/taskcost.py [--reps 5] [--tasks 1000]
 
-On the Farm's own 2-worker cluster, ``--tasks`` no-op tasks go out four ways, interleaved
+On the Farm's own 2-worker cluster, ``--tasks`` no-op tasks go out five ways, interleaved
 ``--reps`` times: raw ``client.map`` of all of them and one ``client.gather`` (Dask's cheapest
 way); raw ``client.submit`` keeping 4 tasks in flight (a thread's worth of farm: one running
 and one waiting per worker) and 8, each result gathered as it comes; and ``farm.map`` with
-``batch_size=1`` (one Dask task per item, the farm's window of 2 per thread). Per task it
+``batch_size=1`` (one Dask task per item, the farm's window of 2 per thread); and as calls
+to one Dask actor per worker, 2 in flight each (a call goes from the client to the worker
+and back, with no task and no scheduler in between). Per task it
 prints the wall time and the CPU of the client process (which runs the scheduler, the
 client's comms and the nannies) and of the workers. A farm's batches are always sent a few
 at a time, so the windowed rows, not the bulk row, are what a batch costs it.
 """
 
 import argparse
+import collections
 import os
 import queue
 import statistics
 import sys
+import threading
 import time
 
 import psutil
@@ -63,8 +68,58 @@ def windowed(client, fn, args, window) -> list:
 _END = object()
 
 
+class BatchRunner:
+    """A Dask actor that runs a batch in its worker's actor thread."""
+
+    def run(self, fn, items):
+        return [fn(x) for x in items]
+
+
+def by_actors(actors, fn, chunks, depth: int = 2) -> int:
+    """Each actor runs batches from one shared queue, ``depth`` calls in flight."""
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for chunk in chunks:
+        todo.put(chunk)
+    counts: list[int] = []
+
+    def drive(actor):
+        in_flight: collections.deque = collections.deque()
+        done = 0
+        while True:
+            while len(in_flight) < depth and not todo.empty():
+                in_flight.append(actor.run(fn, todo.get()))
+            if not in_flight:
+                break
+            done += len(in_flight.popleft().result(timeout=60))
+        counts.append(done)
+
+    threads = [threading.Thread(target=drive, args=(actor,)) for actor in actors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts)
+
+
 def farm_map(farm, n):
     assert sum(1 for _ in farm.map(_work.noop, range(n), progress=False, batch_size=1)) == n
+
+
+_actors: dict = {}  # id(client) -> its actors, one per worker, made on the first call
+
+
+def actors_on(client) -> list:
+    """One :class:`BatchRunner` actor on each of the client's workers."""
+    if id(client) not in _actors:
+        _actors[id(client)] = [
+            client.submit(BatchRunner, actor=True, workers=[address], pure=False).result()
+            for address in client.scheduler_info()["workers"]]
+    return _actors[id(client)]
+
+
+def actor_calls(farm, n):
+    actors = actors_on(farm.client)
+    assert by_actors(actors, _work.noop, [[i] for i in range(n)]) == n
 
 
 def cpu(processes):
@@ -100,6 +155,7 @@ def main():
         "raw client.submit, 8 in flight":
             lambda farm, n: windowed(farm.client, _work.noop, range(n), 8),
         "farm.map, batch_size=1": farm_map,
+        "Dask actor calls, 2 in flight each": actor_calls,
     }
     figures: dict = {name: [] for name in ways}
     with Farm(n_workers=2, threads_per_worker=1) as farm:
