@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import multiprocessing
 import os
 import statistics
@@ -30,7 +29,6 @@ import time
 import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _work
 import batches
 import taskcost
 
@@ -98,8 +96,7 @@ def _machine() -> tuple[float, float, float]:
 def _raw(client, fn, n: int, size: int) -> int:
     """Raw Dask: batches of ``size`` items, 4 tasks in flight (the farm's window)."""
     chunks = [list(range(i, min(n, i + size))) for i in range(0, n, size)]
-    results = taskcost.windowed(client, functools.partial(_work.each, fn), chunks, 4)
-    return sum(len(r) for r in results)
+    return taskcost.windowed_batches(client, fn, chunks)
 
 
 def main() -> None:

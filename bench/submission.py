@@ -5,7 +5,7 @@
 First ``farm.map`` runs the case of bench/batches.py (400 x 10 ms of CPU by default) once and
 records the sizes of the batches its sizer sent. Then, in turn, ``--reps`` times: raw Dask
 sends those very batches 4 in flight, each result gathered as its task ends (the farm's
-window: ``taskcost.windowed``); raw Dask sends the first 4 the same way and, when the first
+window: ``taskcost.windowed_batches``); raw Dask sends the first 4 the same way and, when the first
 comes back, all the others in one ``client.map`` (one update-graph message; Dask's queue on
 the scheduler hands them to the workers as their slots free, with no round trip to the
 client between batches); ``farm.map`` itself; ``Pool(2).imap_unordered`` (chunksize N/8).
@@ -68,12 +68,6 @@ def _chunks(sizes: list[int]) -> list[list[int]]:
     return out
 
 
-def windowed(client, fn, chunks) -> int:
-    """Every batch through ``client.submit``, 4 in flight."""
-    results = taskcost.windowed(client, functools.partial(_work.each, fn), chunks, 4)
-    return sum(len(r) for r in results)
-
-
 def rest_at_once(client, fn, chunks, first: int = 4) -> int:
     """The first ``first`` batches as the farm sends them, the rest in one ``client.map``
     as soon as one has come back (when the farm knows the items' duration)."""
@@ -118,7 +112,7 @@ def main() -> None:
         print(f"# {args.case}: the sizer sent {len(sizes)} batches {sizes}")
         actors = taskcost.actors_on(farm.client)
         ways = {
-            "raw Dask, 4 in flight": lambda: windowed(farm.client, fn, chunks),
+            "raw Dask, 4 in flight": lambda: taskcost.windowed_batches(farm.client, fn, chunks),
             "raw Dask, the rest at once": lambda: rest_at_once(farm.client, fn, chunks),
             "Dask actors, 2 calls each": lambda: taskcost.by_actors(actors, fn, chunks),
             "farm.map": lambda: sum(1 for _ in farm.map(fn, range(n), progress=False)),

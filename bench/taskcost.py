@@ -17,6 +17,7 @@ at a time, so the windowed rows, not the bulk row, are what a batch costs it.
 
 import argparse
 import collections
+import functools
 import os
 import queue
 import statistics
@@ -68,11 +69,17 @@ def windowed(client, fn, args, window) -> list:
 _END = object()
 
 
+def windowed_batches(client, fn, chunks, window: int = 4) -> int:
+    """``fn`` over each list of ``chunks`` as one raw Dask task (``_work.each``), through
+    :func:`windowed`; the number of items done."""
+    results = windowed(client, functools.partial(_work.each, fn), chunks, window)
+    return sum(len(r) for r in results)
+
+
 class BatchRunner:
     """A Dask actor that runs a batch in its worker's actor thread."""
 
-    def run(self, fn, items):
-        return [fn(x) for x in items]
+    run = staticmethod(_work.each)
 
 
 def by_actors(actors, fn, chunks, depth: int = 2) -> int:
@@ -86,8 +93,12 @@ def by_actors(actors, fn, chunks, depth: int = 2) -> int:
         in_flight: collections.deque = collections.deque()
         done = 0
         while True:
-            while len(in_flight) < depth and not todo.empty():
-                in_flight.append(actor.run(fn, todo.get()))
+            while len(in_flight) < depth:
+                try:  # not empty() then get(): another driver may take the last batch between
+                    chunk = todo.get_nowait()
+                except queue.Empty:
+                    break
+                in_flight.append(actor.run(fn, chunk))
             if not in_flight:
                 break
             done += len(in_flight.popleft().result(timeout=60))
